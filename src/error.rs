@@ -1,0 +1,101 @@
+//! The small error vocabulary the relay speaks to clients.
+//!
+//! [`ErrorCode`] is the `code` field of an `{"type":"error"}` reply (DESIGN.md §3); each
+//! variant also maps to the HTTP status used when the same failure happens on the HTTP
+//! publish API. [`ProtoError`] is what the command parser returns: a code, a static
+//! message and the request `id` if one could be read, so the hot path never allocates
+//! to report a bad command.
+
+use crate::protocol::command::Id;
+
+/// Error codes of protocol v1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// The command is not valid JSON, not an object, or misses a required field.
+    BadRequest,
+    /// `op` names no known operation.
+    UnknownOp,
+    /// A channel name breaks the naming rules.
+    InvalidChannel,
+    /// Authenticated, but not allowed to do this.
+    Forbidden,
+    /// No (valid) credential was given for an operation that needs one.
+    Unauthorized,
+    /// The connection sends commands faster than its limit.
+    RateLimited,
+    /// The subscribe would take the connection over its subscription limit.
+    TooManySubscriptions,
+    /// A publish payload is over the message-size limit.
+    PayloadTooLarge,
+    /// The relay holds its maximum number of channels; a new one cannot be made.
+    TooManyChannels,
+}
+
+impl ErrorCode {
+    /// Every code, for metrics.
+    pub const ALL: [ErrorCode; 9] = [
+        ErrorCode::BadRequest,
+        ErrorCode::UnknownOp,
+        ErrorCode::InvalidChannel,
+        ErrorCode::Forbidden,
+        ErrorCode::Unauthorized,
+        ErrorCode::RateLimited,
+        ErrorCode::TooManySubscriptions,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::TooManyChannels,
+    ];
+
+    /// The wire spelling of the code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::UnknownOp => "unknown_op",
+            ErrorCode::InvalidChannel => "invalid_channel",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::TooManySubscriptions => "too_many_subscriptions",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::TooManyChannels => "too_many_channels",
+        }
+    }
+
+    /// Index into [`ErrorCode::ALL`], for per-code counters.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The HTTP status for the same failure on the HTTP API.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest | ErrorCode::UnknownOp | ErrorCode::InvalidChannel => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::RateLimited | ErrorCode::TooManySubscriptions => 429,
+            ErrorCode::TooManyChannels => 503,
+        }
+    }
+}
+
+/// A refused command or publish: what to tell the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtoError {
+    /// The request's `id`, echoed in the error reply when it could be read.
+    pub id: Option<Id>,
+    /// Machine-readable code.
+    pub code: ErrorCode,
+    /// Human-readable one-line reason.
+    pub message: &'static str,
+}
+
+impl ProtoError {
+    /// An error without an id.
+    pub fn new(code: ErrorCode, message: &'static str) -> Self {
+        ProtoError {
+            id: None,
+            code,
+            message,
+        }
+    }
+}

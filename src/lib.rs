@@ -1,0 +1,4 @@
+//! # tickrelay (in progress): the pure protocol layer.
+#![warn(missing_docs)]
+pub mod error;
+pub mod protocol;
