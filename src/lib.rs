@@ -1,4 +1,47 @@
-//! # tickrelay (in progress): the pure protocol layer.
+//! # tickrelay
+//!
+//! A WebSocket edge relay for real-time market data. Publishers push JSON messages in
+//! (HTTP or WebSocket); clients subscribe to channels over WebSocket; every message is
+//! serialized once, into one complete WebSocket frame, and the same bytes are written to
+//! every subscriber.
+//!
+//! ## Map
+//!
+//! | concept | module |
+//! |---|---|
+//! | settings and limits, with defaults | [`config`] |
+//! | accept loop, relay state, graceful shutdown | [`server`] |
+//! | HTTP routing; upgrade, publish, stats endpoints | [`http`] |
+//! | the hand-written WebSocket upgrade | [`http::upgrade`] |
+//! | one connection: reader, outbound queue, writer, heartbeat | [`session`] |
+//! | fragment reassembly with message limits | [`session::reassembly`] |
+//! | channel table, shards, fan-out | [`hub`] |
+//! | a connection's bounded outbound queue | [`hub::outbox`] |
+//! | command parsing, frame building (pure, no I/O) | [`protocol`] |
+//! | error codes | [`error`] |
+//! | counters for `/stats` and `/metrics` | [`metrics`] |
+//! | the simulated market of `--demo` | [`demo`] |
+//!
+//! ## Data flow
+//!
+//! ```text
+//! POST /publish/{ch} ─┐                        ┌─► Outbox ─► writer ─► socket
+//! WS {"op":"publish"} ┴─► validate ─► Hub ──────┼─► Outbox ─► writer ─► socket
+//!                          (simd-json) offset,  └─► ...
+//!                                      frame built once (Bytes)
+//! ```
+
 #![warn(missing_docs)]
+
+pub mod config;
+pub mod demo;
 pub mod error;
+pub mod http;
+pub mod hub;
+pub mod metrics;
 pub mod protocol;
+pub mod server;
+pub mod session;
+
+pub use config::Config;
+pub use server::{run, serve, Relay};

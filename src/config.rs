@@ -1,0 +1,198 @@
+//! Every setting and limit, with its default, in one place.
+//!
+//! Each flag has a `TICKRELAY_*` environment equivalent (`--queue-bytes` ↔
+//! `TICKRELAY_QUEUE_BYTES`); `tickrelay --help` lists them all.
+
+use clap::Parser;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Default largest WebSocket message a client may send, and largest publish `data`.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Default outbound queue bound per connection.
+pub const DEFAULT_QUEUE_BYTES: usize = 4 * 1024 * 1024;
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default for `--max-batch-bytes`.
+pub const DEFAULT_MAX_BATCH_BYTES: usize = 1024 * 1024;
+/// Default for `--max-batch-items`.
+pub const DEFAULT_MAX_BATCH_ITEMS: usize = 10_000;
+/// Default for `--max-subscriptions`.
+pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 256;
+/// Default for `--max-connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 50_000;
+/// Default for `--max-channels`.
+pub const DEFAULT_MAX_CHANNELS: usize = 100_000;
+/// Default for `--channel-idle-secs`.
+pub const DEFAULT_CHANNEL_IDLE_SECS: u64 = 300;
+/// Default for `--heartbeat-ms`.
+pub const DEFAULT_HEARTBEAT_MS: u64 = 25_000;
+/// Default for `--handshake-timeout-ms`.
+pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+/// Default for `--max-header-bytes`.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Default for `--close-timeout-ms`.
+pub const DEFAULT_CLOSE_TIMEOUT_MS: u64 = 2_000;
+/// Default for `--slow-close-grace-ms`.
+pub const DEFAULT_SLOW_CLOSE_GRACE_MS: u64 = 1_000;
+/// Default for `--shutdown-grace-ms`.
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 5_000;
+
+/// tickrelay: a WebSocket edge relay for real-time market data.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "tickrelay", version, about, long_about = None)]
+pub struct Config {
+    /// Address to listen on (HTTP and WebSocket on one port).
+    #[arg(long, env = "TICKRELAY_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+
+    /// Key publishers present as `Authorization: Bearer <key>` (HTTP) or as `?token=` /
+    /// an `auth` op (WebSocket). Without it, publishing from outside is disabled.
+    #[arg(long, env = "TICKRELAY_PUBLISH_KEY", hide_env_values = true)]
+    pub publish_key: Option<String>,
+
+    /// Publish a simulated market (tickers, signals, market status) in-process.
+    #[arg(long, env = "TICKRELAY_DEMO")]
+    pub demo: bool,
+
+    /// Echo every message back on its own connection (conformance testing only).
+    #[arg(long, env = "TICKRELAY_ECHO", hide = true)]
+    pub echo: bool,
+
+    /// Channel-table shards (rounded up to a power of two). Default: 4 x cores.
+    #[arg(long, env = "TICKRELAY_SHARDS")]
+    pub shards: Option<usize>,
+
+    /// Largest WebSocket message a client may send, and largest publish `data`, in bytes.
+    /// Bigger client messages are closed with 1009; bigger HTTP bodies get 413.
+    #[arg(long, env = "TICKRELAY_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
+    pub max_message_bytes: usize,
+
+    /// Largest `POST /publish` NDJSON batch body, in bytes.
+    #[arg(long, env = "TICKRELAY_MAX_BATCH_BYTES", default_value_t = DEFAULT_MAX_BATCH_BYTES)]
+    pub max_batch_bytes: usize,
+
+    /// Most messages in one `POST /publish` batch.
+    #[arg(long, env = "TICKRELAY_MAX_BATCH_ITEMS", default_value_t = DEFAULT_MAX_BATCH_ITEMS)]
+    pub max_batch_items: usize,
+
+    /// Subscriptions one connection may hold.
+    #[arg(long, env = "TICKRELAY_MAX_SUBSCRIPTIONS", default_value_t = DEFAULT_MAX_SUBSCRIPTIONS)]
+    pub max_subscriptions: usize,
+
+    /// Outbound queue bound per connection, in bytes (queued + being written). A
+    /// connection that falls further behind is closed with 1008 `slow consumer`.
+    #[arg(long, env = "TICKRELAY_QUEUE_BYTES", default_value_t = DEFAULT_QUEUE_BYTES)]
+    pub queue_bytes: usize,
+
+    /// Open WebSocket connections allowed; further upgrades get 503.
+    #[arg(long, env = "TICKRELAY_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+
+    /// Channels the relay holds at most; creating one more fails with `too_many_channels`.
+    #[arg(long, env = "TICKRELAY_MAX_CHANNELS", default_value_t = DEFAULT_MAX_CHANNELS)]
+    pub max_channels: usize,
+
+    /// A channel with no subscriber and no publish for this long is reclaimed (seconds).
+    #[arg(long, env = "TICKRELAY_CHANNEL_IDLE_SECS", default_value_t = DEFAULT_CHANNEL_IDLE_SECS)]
+    pub channel_idle_secs: u64,
+
+    /// WebSocket ping interval; a connection silent for 2.5x this is closed (1001).
+    #[arg(long, env = "TICKRELAY_HEARTBEAT_MS", default_value_t = DEFAULT_HEARTBEAT_MS)]
+    pub heartbeat_ms: u64,
+
+    /// Time a client has to send its complete request head (slowloris guard).
+    #[arg(long, env = "TICKRELAY_HANDSHAKE_TIMEOUT_MS", default_value_t = DEFAULT_HANDSHAKE_TIMEOUT_MS)]
+    pub handshake_timeout_ms: u64,
+
+    /// Largest HTTP request head, in bytes.
+    #[arg(long, env = "TICKRELAY_MAX_HEADER_BYTES", default_value_t = DEFAULT_MAX_HEADER_BYTES)]
+    pub max_header_bytes: usize,
+
+    /// After a close frame is sent, how long to wait for the peer's close (ms).
+    #[arg(long, env = "TICKRELAY_CLOSE_TIMEOUT_MS", default_value_t = DEFAULT_CLOSE_TIMEOUT_MS)]
+    pub close_timeout_ms: u64,
+
+    /// How long a connection closed as a slow consumer gets to take its close frame (ms).
+    #[arg(long, env = "TICKRELAY_SLOW_CLOSE_GRACE_MS", default_value_t = DEFAULT_SLOW_CLOSE_GRACE_MS)]
+    pub slow_close_grace_ms: u64,
+
+    /// On SIGTERM/SIGINT, how long to drain queues before exiting (ms).
+    #[arg(long, env = "TICKRELAY_SHUTDOWN_GRACE_MS", default_value_t = DEFAULT_SHUTDOWN_GRACE_MS)]
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for Config {
+    /// The documented defaults, ignoring command line and environment.
+    fn default() -> Self {
+        Config {
+            listen: DEFAULT_LISTEN.parse().expect("DEFAULT_LISTEN is a valid address"),
+            publish_key: None,
+            demo: false,
+            echo: false,
+            shards: None,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+            max_batch_items: DEFAULT_MAX_BATCH_ITEMS,
+            max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
+            queue_bytes: DEFAULT_QUEUE_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_channels: DEFAULT_MAX_CHANNELS,
+            channel_idle_secs: DEFAULT_CHANNEL_IDLE_SECS,
+            heartbeat_ms: DEFAULT_HEARTBEAT_MS,
+            handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            close_timeout_ms: DEFAULT_CLOSE_TIMEOUT_MS,
+            slow_close_grace_ms: DEFAULT_SLOW_CLOSE_GRACE_MS,
+            shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
+        }
+    }
+}
+
+impl Config {
+    /// Shard count actually used: the flag, or 4 x available cores, as a power of two.
+    pub fn shard_count(&self) -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.shards.unwrap_or(4 * cores).max(1).next_power_of_two()
+    }
+
+    /// Heartbeat interval.
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms.max(1))
+    }
+
+    /// Silence after which a connection is closed: 2.5 heartbeats.
+    pub fn idle_timeout(&self) -> Duration {
+        self.heartbeat() * 5 / 2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = Config::default();
+        assert_eq!(c.max_message_bytes, 64 * 1024);
+        assert_eq!(c.queue_bytes, 4 * 1024 * 1024);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert!(c.shard_count().is_power_of_two());
+        assert_eq!(c.idle_timeout(), Duration::from_millis(62_500));
+    }
+
+    #[test]
+    fn clap_defaults_match_default() {
+        let parsed = Config::try_parse_from(["tickrelay"]).unwrap();
+        let d = Config::default();
+        assert_eq!(format!("{parsed:?}"), format!("{d:?}"), "run without TICKRELAY_* set");
+    }
+
+    #[test]
+    fn flags_parse() {
+        let c = Config::parse_from(["tickrelay", "--listen", "0.0.0.0:9000", "--shards", "5", "--queue-bytes", "1000"]);
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.shard_count(), 8);
+        assert_eq!(c.queue_bytes, 1000);
+    }
+}

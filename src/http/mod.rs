@@ -1,0 +1,112 @@
+//! The HTTP surface, one file per endpoint. Every request is routed by path:
+//!
+//! | path | method | module |
+//! |---|---|---|
+//! | `/ws` | GET (upgrade) | [`upgrade`] |
+//! | `/publish/{channel}`, `/publish` | POST | [`publish`] |
+//! | `/stats`, `/metrics`, `/health` | GET | [`stats`] |
+//!
+//! Errors are plain text, one line, with the status that fits.
+
+pub mod publish;
+pub mod stats;
+pub mod upgrade;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{header, Method, Request, Response, StatusCode};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::server::Relay;
+
+/// The response type of every endpoint.
+pub type Resp = Response<Full<Bytes>>;
+
+/// Routes one request.
+pub async fn route(req: Request<Incoming>, relay: Arc<Relay>, peer: SocketAddr) -> Resp {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    match path.as_str() {
+        "/ws" if method == Method::GET => upgrade::handle(req, relay, peer).await,
+        "/ws" => method_not_allowed("GET"),
+        "/publish" if method == Method::POST => publish::batch(req, relay).await,
+        p if p.starts_with("/publish/") && method == Method::POST => {
+            publish::single(req, relay, &p["/publish/".len()..]).await
+        }
+        p if p == "/publish" || p.starts_with("/publish/") => method_not_allowed("POST"),
+        "/stats" | "/metrics" | "/health" if method == Method::GET || method == Method::HEAD => {
+            stats::handle(&path, &relay)
+        }
+        "/stats" | "/metrics" | "/health" => method_not_allowed("GET"),
+        _ => text(StatusCode::NOT_FOUND, "not found: try GET /ws, POST /publish/{channel}, GET /stats"),
+    }
+}
+
+/// A one-line plain-text response.
+pub fn text(status: StatusCode, line: &str) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(format!("{line}\n"))));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+/// A JSON response.
+pub fn json(status: StatusCode, body: Vec<u8>) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    r
+}
+
+fn method_not_allowed(allow: &'static str) -> Resp {
+    let mut r = text(StatusCode::METHOD_NOT_ALLOWED, &format!("method not allowed: use {allow}"));
+    r.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    r
+}
+
+/// Decodes `%XX` escapes (and `+` as space in query values when `plus` is set).
+/// `None` for a malformed escape or a result that is not UTF-8.
+pub fn percent_decode(s: &str, plus: bool) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = b.get(i + 1..i + 3)?;
+                let hi = (hex[0] as char).to_digit(16)?;
+                let lo = (hex[1] as char).to_digit(16)?;
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            b'+' if plus => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("ticker%3ABTC-USD", false).as_deref(), Some("ticker:BTC-USD"));
+        assert_eq!(percent_decode("a%23b+c", true).as_deref(), Some("a#b c"));
+        assert_eq!(percent_decode("a+b", false).as_deref(), Some("a+b"));
+        assert_eq!(percent_decode("%zz", false), None);
+        assert_eq!(percent_decode("%4", false), None);
+        assert_eq!(percent_decode("%ff", false), None);
+    }
+}

@@ -1,0 +1,149 @@
+//! `POST /publish/{channel}` (body: the JSON `data`) and `POST /publish` (NDJSON batch of
+//! `{"channel":..,"data":..}`). Both need `Authorization: Bearer <publish key>`.
+//!
+//! Answers: `{"channel":"t","epoch":"k3f9","offset":1047,"delivered":12}` for one message;
+//! `{"published":N,"results":[{"channel":..,"epoch":..,"offset":..},..]}` for a batch.
+//! A batch is validated whole before anything is published; a bad line gets a 400 that
+//! names it, and nothing of the batch is published.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::{header, Request, StatusCode};
+use std::sync::Arc;
+
+use super::{json, percent_decode, text, Resp};
+use crate::error::ProtoError;
+use crate::protocol::{self, channel, json as j};
+use crate::server::Relay;
+
+// Errors are boxed: a response is large and this is the cold path.
+fn authorize(req: &Request<Incoming>, relay: &Relay) -> Result<(), Box<Resp>> {
+    if relay.config.publish_key.is_none() {
+        return Err(Box::new(text(StatusCode::FORBIDDEN, "publishing is disabled: start the relay with --publish-key")));
+    }
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(key) if relay.check_publish_key(key.trim()) => Ok(()),
+        Some(_) => Err(Box::new(text(StatusCode::UNAUTHORIZED, "invalid publish key"))),
+        None => Err(Box::new(text(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer <publish key>"))),
+    }
+}
+
+async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Box<Resp>> {
+    let too_big = || Box::new(text(StatusCode::PAYLOAD_TOO_LARGE, &format!("body is over the limit of {limit} bytes")));
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_big());
+    }
+    match Limited::new(req.into_body(), limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_big()),
+        Err(_) => Err(Box::new(text(StatusCode::BAD_REQUEST, "could not read the request body"))),
+    }
+}
+
+fn refused(e: &ProtoError, relay: &Relay) -> Resp {
+    relay.metrics.error(e.code);
+    let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+    text(status, &format!("{}: {}", e.code.as_str(), e.message))
+}
+
+fn result_json(out: &mut Vec<u8>, channel: &str, p: &crate::hub::Published) {
+    out.extend_from_slice(br#"{"channel":"#);
+    j::push_str(out, channel);
+    out.extend_from_slice(br#","epoch":"#);
+    j::push_str(out, p.position.epoch.as_str());
+    out.extend_from_slice(br#","offset":"#);
+    j::push_u64(out, p.position.offset);
+    out.extend_from_slice(br#","delivered":"#);
+    j::push_u64(out, p.delivered as u64);
+    out.push(b'}');
+}
+
+/// `POST /publish/{channel}`; `raw_channel` is the still-escaped path rest.
+pub async fn single(req: Request<Incoming>, relay: Arc<Relay>, raw_channel: &str) -> Resp {
+    if let Err(r) = authorize(&req, &relay) {
+        return *r;
+    }
+    let Some(name) = percent_decode(raw_channel, false) else {
+        return text(StatusCode::BAD_REQUEST, "malformed percent-escape in the channel");
+    };
+    if let Err(e) = channel::validate(name.as_bytes()) {
+        return text(StatusCode::BAD_REQUEST, &format!("invalid_channel: {}", e.reason()));
+    }
+    let max = relay.config.max_message_bytes;
+    // Leave room for white space around a maximal value; `single` checks the value itself.
+    let body = match read_body(req, max.saturating_add(1024)).await {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    let data = match protocol::publish::single(&body, max) {
+        Ok(d) => d,
+        Err(e) => return refused(&e, &relay),
+    };
+    match relay.hub.publish(&name, &data) {
+        Ok(p) => {
+            let mut out = Vec::with_capacity(96);
+            result_json(&mut out, &name, &p);
+            json(StatusCode::OK, out)
+        }
+        Err(code) => refused(&ProtoError::new(code, "the relay holds its maximum number of channels"), &relay),
+    }
+}
+
+/// `POST /publish` with an NDJSON body.
+pub async fn batch(req: Request<Incoming>, relay: Arc<Relay>) -> Resp {
+    if let Err(r) = authorize(&req, &relay) {
+        return *r;
+    }
+    let cfg = &relay.config;
+    let body = match read_body(req, cfg.max_batch_bytes).await {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    let items = match protocol::publish::batch(&body, cfg.max_message_bytes, cfg.max_batch_items) {
+        Ok(items) => items,
+        Err(e) => {
+            relay.metrics.error(e.error.code);
+            let status = StatusCode::from_u16(e.error.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+            return text(status, &format!("line {}: {}: {}", e.line, e.error.code.as_str(), e.error.message));
+        }
+    };
+    let mut out = Vec::with_capacity(32 + items.len() * 80);
+    out.extend_from_slice(br#"{"results":["#);
+    let mut published = 0u64;
+    let mut status = StatusCode::OK;
+    for item in &items {
+        if published > 0 {
+            out.push(b',');
+        }
+        match relay.hub.publish(&item.channel, &item.data) {
+            Ok(p) => {
+                result_json(&mut out, &item.channel, &p);
+                published += 1;
+            }
+            Err(code) => {
+                // Only the channel limit can fail here; stop at the first failure.
+                relay.metrics.error(code);
+                status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                if out.last() == Some(&b',') {
+                    out.pop();
+                }
+                break;
+            }
+        }
+    }
+    out.extend_from_slice(br#"],"published":"#);
+    j::push_u64(&mut out, published);
+    out.push(b'}');
+    json(status, out)
+}

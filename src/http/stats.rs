@@ -1,0 +1,108 @@
+//! `GET /stats` (JSON), `GET /metrics` (Prometheus text) and `GET /health`.
+
+use hyper::StatusCode;
+use std::fmt::Write as _;
+
+use super::{json, text, Resp};
+use crate::error::ErrorCode;
+use crate::metrics::Metrics;
+use crate::protocol::json as j;
+use crate::server::Relay;
+
+/// How many channels `/stats` lists (most subscribed first).
+pub const STATS_CHANNELS: usize = 1000;
+
+/// Serves the three read-only endpoints.
+pub fn handle(path: &str, relay: &Relay) -> Resp {
+    match path {
+        "/health" if relay.is_shutting_down() => text(StatusCode::SERVICE_UNAVAILABLE, "draining"),
+        "/health" => json(StatusCode::OK, br#"{"status":"ok"}"#.to_vec()),
+        "/stats" => json(StatusCode::OK, stats_json(relay)),
+        _ => {
+            let mut r = text(StatusCode::OK, &prometheus(relay));
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            r
+        }
+    }
+}
+
+/// One exported number: Prometheus name (after `tickrelay_`), `/stats` key, type, help.
+struct Counter {
+    prom: &'static str,
+    json: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    value: u64,
+}
+
+fn counters(relay: &Relay) -> [Counter; 10] {
+    let m = &relay.metrics;
+    let g = Metrics::get;
+    let c = |prom, json, kind, help, value| Counter { prom, json, kind, help, value };
+    [
+        c("connections", "connections", "gauge", "Open WebSocket connections.", g(&m.connections)),
+        c("connections_total", "connections_total", "counter", "WebSocket connections accepted.", g(&m.connections_total)),
+        c("handshake_rejects_total", "handshake_rejects", "counter", "Upgrade requests refused.", g(&m.handshake_rejects)),
+        c("channels", "channels", "gauge", "Channels held.", relay.hub.channel_count() as u64),
+        c("subscriptions", "subscriptions", "gauge", "Subscriptions held.", g(&m.subscriptions)),
+        c("messages_in_total", "messages_in", "counter", "Messages published.", g(&m.messages_in)),
+        c("messages_out_total", "messages_out", "counter", "Messages queued to subscribers.", g(&m.messages_out)),
+        c("bytes_out_total", "bytes_out", "counter", "Bytes written to WebSocket connections.", g(&m.bytes_out)),
+        c("slow_consumer_closes_total", "slow_consumer_closes", "counter", "Connections closed as slow consumers.", g(&m.slow_consumer_closes)),
+        c("dropped_messages_total", "dropped", "counter", "Frames discarded when slow consumers were closed.", g(&m.dropped)),
+    ]
+}
+
+fn stats_json(relay: &Relay) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    out.extend_from_slice(br#"{"uptime_s":"#);
+    j::push_u64(&mut out, relay.metrics.started.elapsed().as_secs());
+    for c in counters(relay) {
+        out.extend_from_slice(b",");
+        j::push_str(&mut out, c.json);
+        out.push(b':');
+        j::push_u64(&mut out, c.value);
+    }
+    out.extend_from_slice(br#","errors":{"#);
+    for (i, code) in ErrorCode::ALL.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        j::push_str(&mut out, code.as_str());
+        out.push(b':');
+        j::push_u64(&mut out, Metrics::get(&relay.metrics.errors[code.index()]));
+    }
+    out.extend_from_slice(br#"},"top_channels":["#);
+    for (i, (name, subs)) in relay.hub.top_channels(STATS_CHANNELS).iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(br#"{"channel":"#);
+        j::push_str(&mut out, name);
+        out.extend_from_slice(br#","subscribers":"#);
+        j::push_u64(&mut out, *subs as u64);
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+fn prometheus(relay: &Relay) -> String {
+    let mut s = String::with_capacity(2048);
+    let _ = writeln!(s, "# HELP tickrelay_uptime_seconds Seconds since start.\n# TYPE tickrelay_uptime_seconds gauge");
+    let _ = writeln!(s, "tickrelay_uptime_seconds {}", relay.metrics.started.elapsed().as_secs());
+    for c in counters(relay) {
+        let (name, kind, help, v) = (c.prom, c.kind, c.help, c.value);
+        let _ = writeln!(s, "# HELP tickrelay_{name} {help}\n# TYPE tickrelay_{name} {kind}\ntickrelay_{name} {v}");
+    }
+    let _ = writeln!(s, "# HELP tickrelay_errors_total Error replies by code.\n# TYPE tickrelay_errors_total counter");
+    for code in ErrorCode::ALL {
+        let v = Metrics::get(&relay.metrics.errors[code.index()]);
+        let _ = writeln!(s, "tickrelay_errors_total{{code=\"{}\"}} {v}", code.as_str());
+    }
+    s.pop(); // `text` adds the final newline
+    s
+}

@@ -1,0 +1,297 @@
+//! The WebSocket upgrade, written by hand (RFC 6455 §4.2).
+//!
+//! [`validate`] is pure: it checks the request head and computes `Sec-WebSocket-Accept`,
+//! so the fuzz target and unit tests call it without a socket. [`handle`] adds the
+//! relay's own checks (query, credentials, connection limit), answers 101, and hands the
+//! upgraded stream to a session.
+
+use base64::Engine as _;
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode, Version};
+use hyper_util::rt::TokioIo;
+use sha1::{Digest, Sha1};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpStream;
+
+use super::{percent_decode, text, Resp};
+use crate::protocol::channel;
+use crate::server::{spawn_session, Relay};
+use crate::session::{self, Mode, Params};
+
+const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// A refused upgrade: status and one-line reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// One-line reason.
+    pub reason: &'static str,
+}
+
+fn reject(status: StatusCode, reason: &'static str) -> Rejection {
+    Rejection { status, reason }
+}
+
+/// `Sec-WebSocket-Accept` for a client key.
+pub fn accept_key(key: &[u8]) -> String {
+    let mut sha = Sha1::new();
+    sha.update(key);
+    sha.update(GUID);
+    base64::engine::general_purpose::STANDARD.encode(sha.finalize())
+}
+
+/// Whether any value of header `name` holds `token` in its comma-separated list
+/// (case-insensitive, as RFC 7230 lists are).
+fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|v| {
+        v.to_str()
+            .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+            .unwrap_or(false)
+    })
+}
+
+/// Checks a WebSocket upgrade request head; returns the `Sec-WebSocket-Accept` value.
+pub fn validate(method: &Method, version: Version, headers: &HeaderMap) -> Result<String, Rejection> {
+    if method != Method::GET {
+        return Err(reject(StatusCode::METHOD_NOT_ALLOWED, "a WebSocket upgrade must be a GET"));
+    }
+    if version < Version::HTTP_11 {
+        return Err(reject(StatusCode::BAD_REQUEST, "a WebSocket upgrade needs HTTP/1.1"));
+    }
+    if !has_token(headers, header::CONNECTION, "upgrade") {
+        return Err(reject(StatusCode::BAD_REQUEST, "missing Connection: upgrade"));
+    }
+    if !has_token(headers, header::UPGRADE, "websocket") {
+        return Err(reject(StatusCode::BAD_REQUEST, "missing Upgrade: websocket"));
+    }
+    let mut versions = headers.get_all(header::SEC_WEBSOCKET_VERSION).iter();
+    match (versions.next(), versions.next()) {
+        (Some(v), None) if v.as_bytes() == b"13" => {}
+        (None, _) => return Err(reject(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Version")),
+        _ => return Err(reject(StatusCode::UPGRADE_REQUIRED, "unsupported Sec-WebSocket-Version: use 13")),
+    }
+    let mut keys = headers.get_all(header::SEC_WEBSOCKET_KEY).iter();
+    let key = match (keys.next(), keys.next()) {
+        (Some(k), None) => k.as_bytes(),
+        (None, _) => return Err(reject(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key")),
+        _ => return Err(reject(StatusCode::BAD_REQUEST, "more than one Sec-WebSocket-Key")),
+    };
+    let decoded = base64::engine::general_purpose::STANDARD.decode(key);
+    if key.len() != 24 || !matches!(decoded, Ok(ref k) if k.len() == 16) {
+        return Err(reject(StatusCode::BAD_REQUEST, "Sec-WebSocket-Key must be 16 bytes in base64"));
+    }
+    Ok(accept_key(key))
+}
+
+/// What the query string of `/ws` asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Query {
+    /// `token`.
+    pub token: Option<String>,
+    /// `channels`, validated.
+    pub channels: Vec<String>,
+    /// `format=raw`.
+    pub raw: bool,
+}
+
+/// Parses `token`, `channels` (comma list) and `format` (`envelope` | `raw`).
+/// Unknown parameters are ignored.
+pub fn parse_query(query: Option<&str>, max_subscriptions: usize) -> Result<Query, Rejection> {
+    let mut q = Query::default();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(v, true).ok_or(reject(StatusCode::BAD_REQUEST, "malformed percent-escape in the query"))?;
+        match k {
+            "token" => q.token = Some(v),
+            "format" => {
+                q.raw = match v.as_str() {
+                    "raw" => true,
+                    "envelope" | "" => false,
+                    _ => return Err(reject(StatusCode::BAD_REQUEST, "format must be envelope or raw")),
+                }
+            }
+            "channels" => {
+                for name in v.split(',').filter(|c| !c.is_empty()) {
+                    let name = channel::validate(name.as_bytes()).map_err(|e| reject(StatusCode::BAD_REQUEST, e.reason()))?;
+                    if !q.channels.iter().any(|c| c == name) {
+                        q.channels.push(name.to_owned());
+                    }
+                }
+                if q.channels.len() > max_subscriptions {
+                    return Err(reject(StatusCode::BAD_REQUEST, "more channels than the subscription limit"));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(q)
+}
+
+/// Answers `GET /ws`.
+pub async fn handle(mut req: Request<Incoming>, relay: Arc<Relay>, _peer: SocketAddr) -> Resp {
+    let refuse = |r: Rejection| {
+        relay.metrics.handshake_rejects.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut resp = text(r.status, r.reason);
+        if r.status == StatusCode::UPGRADE_REQUIRED {
+            resp.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        }
+        resp
+    };
+    let accept = match validate(req.method(), req.version(), req.headers()) {
+        Ok(a) => a,
+        Err(r) => return refuse(r),
+    };
+    let query = match parse_query(req.uri().query(), relay.config.max_subscriptions) {
+        Ok(q) => q,
+        Err(r) => return refuse(r),
+    };
+    let publisher = match &query.token {
+        None => false,
+        Some(t) if relay.check_publish_key(t) => true,
+        Some(_) => return refuse(reject(StatusCode::UNAUTHORIZED, "invalid token")),
+    };
+    if relay.is_shutting_down() {
+        return refuse(reject(StatusCode::SERVICE_UNAVAILABLE, "relay is shutting down: reconnect elsewhere"));
+    }
+    let Some(slot) = relay.ws_slot() else {
+        return refuse(reject(StatusCode::SERVICE_UNAVAILABLE, "connection limit reached"));
+    };
+    let params = Params {
+        mode: if relay.config.echo { Mode::Echo } else { Mode::Relay },
+        raw: query.raw,
+        publisher,
+        channels: query.channels,
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    // The upgrade resolves only after hyper has written this 101 response, so it must be
+    // awaited in its own task rather than here.
+    let task_relay = relay.clone();
+    spawn_session(&relay, slot, async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(error = %e, "upgrade failed");
+                return;
+            }
+        };
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => {
+                // Own the two halves of the socket: reader and writer never share a lock.
+                let (r, w) = parts.io.into_inner().into_split();
+                session::run(Prefixed::new(parts.read_buf, r), w, task_relay, params).await;
+            }
+            Err(upgraded) => {
+                let (r, w) = tokio::io::split(TokioIo::new(upgraded));
+                session::run(r, w, task_relay, params).await;
+            }
+        }
+    });
+    let mut resp = Response::new(http_body_util::Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    resp
+}
+
+/// A read half that first yields bytes hyper had already read past the request head
+/// (a client may send its first frame right behind the handshake).
+pub struct Prefixed<R> {
+    prefix: Bytes,
+    inner: R,
+}
+
+impl<R> Prefixed<R> {
+    /// `prefix` is read before `inner`.
+    pub fn new(prefix: Bytes, inner: R) -> Self {
+        Prefixed { prefix, inner }
+    }
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Prefixed<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            let chunk = self.prefix.split_to(n);
+            buf.put_slice(&chunk);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(header::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    const GOOD: &[(&str, &str)] = &[
+        ("connection", "keep-alive, Upgrade"),
+        ("upgrade", "WebSocket"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+
+    #[test]
+    fn rfc_example_key_gives_the_rfc_accept() {
+        assert_eq!(
+            validate(&Method::GET, Version::HTTP_11, &head(GOOD)).unwrap(),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[test]
+    fn each_missing_or_wrong_header_is_refused_with_the_right_status() {
+        let without = |name: &str| head(&GOOD.iter().copied().filter(|(k, _)| *k != name).collect::<Vec<_>>());
+        let with = |name: &str, v: &str| {
+            let mut pairs: Vec<_> = GOOD.iter().copied().filter(|(k, _)| *k != name).collect();
+            pairs.push((name, v));
+            head(&pairs)
+        };
+        let status = |h: &HeaderMap| validate(&Method::GET, Version::HTTP_11, h).unwrap_err().status;
+        assert_eq!(status(&without("connection")), StatusCode::BAD_REQUEST);
+        assert_eq!(status(&with("connection", "upgrades")), StatusCode::BAD_REQUEST);
+        assert_eq!(status(&without("upgrade")), StatusCode::BAD_REQUEST);
+        assert_eq!(status(&with("upgrade", "h2c")), StatusCode::BAD_REQUEST);
+        assert_eq!(status(&without("sec-websocket-version")), StatusCode::BAD_REQUEST);
+        assert_eq!(status(&with("sec-websocket-version", "8")), StatusCode::UPGRADE_REQUIRED);
+        assert_eq!(status(&without("sec-websocket-key")), StatusCode::BAD_REQUEST);
+        assert_eq!(status(&with("sec-websocket-key", "c2hvcnQ=")), StatusCode::BAD_REQUEST);
+        assert_eq!(status(&with("sec-websocket-key", "!!!!!!!!!!!!!!!!!!!!!!==")), StatusCode::BAD_REQUEST);
+        let mut two = head(GOOD);
+        two.append(header::SEC_WEBSOCKET_KEY, HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="));
+        assert_eq!(status(&two), StatusCode::BAD_REQUEST);
+        assert_eq!(validate(&Method::POST, Version::HTTP_11, &head(GOOD)).unwrap_err().status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(validate(&Method::GET, Version::HTTP_10, &head(GOOD)).unwrap_err().status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn query_parameters() {
+        let q = parse_query(Some("channels=ticker%3ABTC-USD,signals,signals&format=raw&token=k%2B1&x=y"), 10).unwrap();
+        assert_eq!(q.channels, vec!["ticker:BTC-USD", "signals"]);
+        assert!(q.raw);
+        assert_eq!(q.token.as_deref(), Some("k+1"));
+        assert!(parse_query(Some("channels=bad%20name"), 10).is_err());
+        assert!(parse_query(Some("format=xml"), 10).is_err());
+        assert!(parse_query(Some("channels=a,b,c"), 2).is_err());
+        assert_eq!(parse_query(None, 1).unwrap(), Query::default());
+    }
+}

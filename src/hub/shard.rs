@@ -1,0 +1,160 @@
+//! One shard of the channel table, and the channel itself. Synchronous methods only:
+//! no lock here can be held across an `.await`.
+//!
+//! Locking, outermost first: shard map (`RwLock`, held only to find, insert or reclaim a
+//! channel) → channel `state` (offset, epoch, subscriber list) → channel `fanout` →
+//! a subscriber's outbox. A publish assigns its offset and snapshots the subscriber list
+//! under `state`, takes `fanout` *before* releasing `state` (hand over hand, so fan-outs
+//! of one channel run in offset order), then pushes to the outboxes with `state` free:
+//! subscribes and unsubscribes never wait for a fan-out to finish.
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::outbox::Outbox;
+
+/// A subscriber as the hub sees it: where to push, and which frame it wants.
+#[derive(Debug, Clone)]
+pub struct Subscriber {
+    /// The connection's id (unique for the relay's lifetime).
+    pub conn: u64,
+    /// The connection's outbound queue.
+    pub outbox: Arc<Outbox>,
+    /// `format=raw`: the publisher's `data` alone instead of the envelope.
+    pub raw: bool,
+}
+
+/// A channel epoch: 8 characters of `[a-z0-9]`, new whenever a channel (and with it its
+/// offset sequence) is created afresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Epoch([u8; 8]);
+
+impl Epoch {
+    /// An epoch from 64 random-ish bits.
+    pub fn from_bits(mut bits: u64) -> Epoch {
+        const ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        let mut e = [0u8; 8];
+        for c in &mut e {
+            *c = ALPHABET[(bits % 36) as usize];
+            bits /= 36;
+        }
+        Epoch(e)
+    }
+
+    /// The epoch as text.
+    pub fn as_str(&self) -> &str {
+        // Built from ASCII only.
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct ChannelState {
+    /// Offset of the newest message (0: none yet).
+    pub(crate) offset: u64,
+    pub(crate) epoch: Epoch,
+    subs: Vec<Subscriber>,
+    index: HashMap<u64, usize>,
+    /// Copy of `subs` shared with fan-outs; rebuilt on the first publish after a change.
+    snapshot: Option<Arc<[Subscriber]>>,
+    raw_count: usize,
+    pub(crate) last_active: Instant,
+    /// Unlinked from its shard: whoever holds this `Arc` must look the name up again.
+    pub(crate) removed: bool,
+}
+
+/// One channel.
+#[derive(Debug)]
+pub struct Channel {
+    pub(crate) state: Mutex<ChannelState>,
+    pub(crate) fanout: Mutex<()>,
+}
+
+/// A publish's frames and audience, taken under the channel lock.
+pub(crate) struct Prepared {
+    pub(crate) offset: u64,
+    pub(crate) epoch: Epoch,
+    pub(crate) frame: Bytes,
+    pub(crate) raw: Option<Bytes>,
+    pub(crate) subscribers: Arc<[Subscriber]>,
+}
+
+impl Channel {
+    pub(crate) fn new(epoch: Epoch) -> Self {
+        Channel {
+            state: Mutex::new(ChannelState {
+                offset: 0,
+                epoch,
+                subs: Vec::new(),
+                index: HashMap::new(),
+                snapshot: None,
+                raw_count: 0,
+                last_active: Instant::now(),
+                removed: false,
+            }),
+            fanout: Mutex::new(()),
+        }
+    }
+}
+
+impl ChannelState {
+    /// Adds `sub` unless its connection is already subscribed. Returns whether it was new.
+    pub(crate) fn add(&mut self, sub: &Subscriber) -> bool {
+        if self.index.contains_key(&sub.conn) {
+            return false;
+        }
+        self.index.insert(sub.conn, self.subs.len());
+        self.subs.push(sub.clone());
+        self.raw_count += sub.raw as usize;
+        self.snapshot = None;
+        true
+    }
+
+    /// Removes connection `conn`. Returns whether it was subscribed.
+    pub(crate) fn remove(&mut self, conn: u64) -> bool {
+        let Some(i) = self.index.remove(&conn) else {
+            return false;
+        };
+        let gone = self.subs.swap_remove(i);
+        if let Some(moved) = self.subs.get(i) {
+            self.index.insert(moved.conn, i);
+        }
+        self.raw_count -= gone.raw as usize;
+        self.snapshot = None;
+        self.last_active = Instant::now();
+        true
+    }
+
+    pub(crate) fn subscriber_count(&self) -> usize {
+        self.subs.len()
+    }
+
+    /// Assigns the next offset and builds the frames once for everyone.
+    pub(crate) fn prepare(&mut self, name: &str, ts_ms: u64, data: &[u8]) -> Prepared {
+        self.offset += 1;
+        self.last_active = Instant::now();
+        let frame = crate::protocol::encode::message_frame(name, self.offset, ts_ms, data);
+        let raw = (self.raw_count > 0).then(|| crate::protocol::encode::raw_frame(data));
+        let subs = &self.subs;
+        let subscribers = self
+            .snapshot
+            .get_or_insert_with(|| Arc::from(subs.as_slice()))
+            .clone();
+        Prepared {
+            offset: self.offset,
+            epoch: self.epoch,
+            frame,
+            raw,
+            subscribers,
+        }
+    }
+}
+
+/// A shard: a map from channel name to channel.
+#[derive(Debug, Default)]
+pub struct Shard {
+    pub(crate) channels: RwLock<HashMap<Box<str>, Arc<Channel>>>,
+}

@@ -1,0 +1,47 @@
+//! The `tickrelay` binary: parse the configuration, bind, run until SIGINT/SIGTERM.
+
+use clap::Parser;
+use tickrelay::Config;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let config = Config::parse();
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(addr = %config.listen, error = %e, "cannot listen");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let addr = listener.local_addr().map_or(config.listen, |a| a);
+    tracing::info!("tickrelay listening on http://{addr} (WebSocket: ws://{addr}/ws)");
+    if config.publish_key.is_none() {
+        tracing::info!("no --publish-key: publishing from outside is disabled");
+    }
+    tickrelay::run(listener, config, shutdown_signal()).await;
+    tracing::info!("bye");
+    std::process::ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return ctrl_c.await.unwrap_or(()),
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

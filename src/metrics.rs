@@ -1,0 +1,66 @@
+//! Relay-wide counters, read by `GET /stats` and `GET /metrics`.
+//!
+//! Plain relaxed atomics: each is bumped at most once per publish, per write syscall or
+//! per connection event, never once per subscriber.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use crate::error::ErrorCode;
+
+/// Counters and gauges.
+#[derive(Debug)]
+pub struct Metrics {
+    /// When the relay started.
+    pub started: Instant,
+    /// Open WebSocket connections (gauge).
+    pub connections: AtomicU64,
+    /// WebSocket connections accepted since start.
+    pub connections_total: AtomicU64,
+    /// Upgrade requests refused (4xx/5xx).
+    pub handshake_rejects: AtomicU64,
+    /// Subscriptions held (gauge).
+    pub subscriptions: AtomicU64,
+    /// Messages published.
+    pub messages_in: AtomicU64,
+    /// Messages queued to subscribers (one per subscriber per message).
+    pub messages_out: AtomicU64,
+    /// Bytes written to WebSocket connections.
+    pub bytes_out: AtomicU64,
+    /// Connections closed with 1008 `slow consumer`.
+    pub slow_consumer_closes: AtomicU64,
+    /// Frames discarded unsent when a slow consumer was closed.
+    pub dropped: AtomicU64,
+    /// Error replies sent, by code (index: [`ErrorCode::index`]).
+    pub errors: [AtomicU64; ErrorCode::ALL.len()],
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            started: Instant::now(),
+            connections: AtomicU64::new(0),
+            connections_total: AtomicU64::new(0),
+            handshake_rejects: AtomicU64::new(0),
+            subscriptions: AtomicU64::new(0),
+            messages_in: AtomicU64::new(0),
+            messages_out: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            slow_consumer_closes: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            errors: Default::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts an error reply.
+    pub fn error(&self, code: ErrorCode) {
+        self.errors[code.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,243 @@
+//! The accept loop, the relay-wide state, and graceful shutdown.
+//!
+//! [`run`] takes a bound listener and a shutdown future (mini-redis style): `main` passes
+//! SIGINT/SIGTERM, tests pass a oneshot. On shutdown the listener is dropped, plain HTTP
+//! connections finish their request, every WebSocket is sent `1001 going away` after what
+//! is already queued for it, and `run` returns once all connections are gone or
+//! `shutdown_grace_ms` has passed.
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
+
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+
+/// Everything connections share.
+#[derive(Debug)]
+pub struct Relay {
+    /// Settings and limits.
+    pub config: Config,
+    /// The channel table.
+    pub hub: Hub,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    next_conn: AtomicU64,
+    shutdown: watch::Sender<bool>,
+    /// Open TCP connections (HTTP and WebSocket), for the shutdown drain.
+    live: AtomicUsize,
+    all_gone: Notify,
+}
+
+/// Counts a connection as live until dropped.
+#[derive(Debug)]
+pub struct LiveGuard(Arc<Relay>);
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        if self.0.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.all_gone.notify_waiters();
+        }
+    }
+}
+
+/// Holds one of the `max_connections` WebSocket places until dropped.
+#[derive(Debug)]
+pub struct WsSlot(Arc<Relay>);
+
+impl Drop for WsSlot {
+    fn drop(&mut self) {
+        self.0.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Relay {
+    /// Relay state for `config`.
+    pub fn new(config: Config) -> Arc<Relay> {
+        let metrics = Arc::new(Metrics::default());
+        let hub = Hub::new(config.shard_count(), config.max_channels, metrics.clone());
+        Arc::new(Relay {
+            config,
+            hub,
+            metrics,
+            next_conn: AtomicU64::new(1),
+            shutdown: watch::Sender::new(false),
+            live: AtomicUsize::new(0),
+            all_gone: Notify::new(),
+        })
+    }
+
+    /// A fresh connection id.
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Becomes `true` when the relay starts shutting down.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Resolves once shutdown has begun.
+    pub async fn shutdown_started(&self) {
+        let mut rx = self.shutdown.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    fn track(self: &Arc<Self>) -> LiveGuard {
+        self.live.fetch_add(1, Ordering::AcqRel);
+        LiveGuard(self.clone())
+    }
+
+    /// Takes a WebSocket place, or `None` at `max_connections`.
+    pub fn ws_slot(self: &Arc<Self>) -> Option<WsSlot> {
+        let m = &self.metrics;
+        let before = m.connections.fetch_add(1, Ordering::Relaxed);
+        if before as usize >= self.config.max_connections {
+            m.connections.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        m.connections_total.fetch_add(1, Ordering::Relaxed);
+        Some(WsSlot(self.clone()))
+    }
+
+    /// Constant-time check of a presented publish key.
+    pub fn check_publish_key(&self, presented: &str) -> bool {
+        match &self.config.publish_key {
+            Some(key) => ct_eq(key.as_bytes(), presented.as_bytes()),
+            None => false,
+        }
+    }
+}
+
+/// Compares without an early exit on the first differing byte.
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, relay: Arc<Relay>) {
+    let _live = relay.track();
+    let cfg = &relay.config;
+    let svc_relay = relay.clone();
+    let svc = service_fn(move |req| {
+        let relay = svc_relay.clone();
+        async move { Ok::<_, std::convert::Infallible>(crate::http::route(req, relay, peer).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(cfg.handshake_timeout_ms))
+        .max_buf_size(cfg.max_header_bytes.max(8192))
+        .serve_connection(TokioIo::new(stream), svc)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = relay.shutdown_started() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// Spawns a WebSocket session holding `slot`, counted as live for the shutdown drain.
+pub(crate) fn spawn_session<F>(relay: &Arc<Relay>, slot: WsSlot, session: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let live = relay.track();
+    tokio::spawn(async move {
+        session.await;
+        drop(slot);
+        drop(live);
+    });
+}
+
+/// Serves `listener` until `shutdown` resolves, then drains.
+pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) {
+    let relay = Relay::new(config);
+    serve(listener, relay, shutdown).await
+}
+
+/// [`run`] with relay state made by the caller (to read its metrics or hub).
+pub async fn serve(listener: TcpListener, relay: Arc<Relay>, shutdown: impl Future<Output = ()>) {
+    let cfg = &relay.config;
+    if cfg.demo {
+        tokio::spawn(crate::demo::run(relay.clone()));
+    }
+    tokio::spawn(sweep_channels(relay.clone()));
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE/ENFILE and friends: back off instead of spinning on accept.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(serve_connection(stream, peer, relay.clone()));
+    }
+    drop(listener);
+    tracing::info!("shutting down: closing connections with 1001");
+    relay.shutdown.send_replace(true);
+    let grace = Duration::from_millis(cfg.shutdown_grace_ms);
+    let drained = tokio::time::timeout(grace, async {
+        loop {
+            let notified = relay.all_gone.notified();
+            if relay.live.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            notified.await;
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(left = relay.live.load(Ordering::Acquire), "shutdown grace over; dropping connections");
+    }
+}
+
+async fn sweep_channels(relay: Arc<Relay>) {
+    let idle = Duration::from_secs(relay.config.channel_idle_secs);
+    let every = (idle / 2).clamp(Duration::from_millis(100), Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = relay.shutdown_started() => return,
+        }
+        let n = relay.hub.sweep(idle);
+        if n > 0 {
+            tracing::debug!(reclaimed = n, "idle channels reclaimed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ct_eq_compares_exactly() {
+        assert!(super::ct_eq(b"key", b"key"));
+        assert!(!super::ct_eq(b"key", b"kez"));
+        assert!(!super::ct_eq(b"key", b"key2"));
+        assert!(!super::ct_eq(b"", b"x"));
+    }
+}
