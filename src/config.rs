@@ -126,7 +126,9 @@ impl Default for Config {
     /// The documented defaults, ignoring command line and environment.
     fn default() -> Self {
         Config {
-            listen: DEFAULT_LISTEN.parse().expect("DEFAULT_LISTEN is a valid address"),
+            listen: DEFAULT_LISTEN
+                .parse()
+                .expect("DEFAULT_LISTEN is a valid address"),
             publish_key: None,
             demo: false,
             echo: false,
@@ -185,12 +187,24 @@ mod tests {
     fn clap_defaults_match_default() {
         let parsed = Config::try_parse_from(["tickrelay"]).unwrap();
         let d = Config::default();
-        assert_eq!(format!("{parsed:?}"), format!("{d:?}"), "run without TICKRELAY_* set");
+        assert_eq!(
+            format!("{parsed:?}"),
+            format!("{d:?}"),
+            "run without TICKRELAY_* set"
+        );
     }
 
     #[test]
     fn flags_parse() {
-        let c = Config::parse_from(["tickrelay", "--listen", "0.0.0.0:9000", "--shards", "5", "--queue-bytes", "1000"]);
+        let c = Config::parse_from([
+            "tickrelay",
+            "--listen",
+            "0.0.0.0:9000",
+            "--shards",
+            "5",
+            "--queue-bytes",
+            "1000",
+        ]);
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.shard_count(), 8);
         assert_eq!(c.queue_bytes, 1000);

@@ -43,7 +43,13 @@ pub async fn run(relay: Arc<Relay>) {
         ("MSFT", 374.51, 2, 22_000_000.0),
         ("EURUSD", 1.08500, 5, 95_000_000.0),
     ]
-    .map(|(symbol, price, decimals, volume)| Instrument { symbol, price, open: price, decimals, volume });
+    .map(|(symbol, price, decimals, volume)| Instrument {
+        symbol,
+        price,
+        open: price,
+        decimals,
+        volume,
+    });
     let mut rng = Rng(now_ms() | 1);
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let addr = relay.config.listen;
@@ -74,10 +80,13 @@ pub async fn run(relay: Arc<Relay>) {
                 i.volume,
                 now_ms(),
             );
-            let _ = relay.hub.publish(&format!("ticker:{}", i.symbol), body.as_bytes());
+            let _ = relay
+                .hub
+                .publish(&format!("ticker:{}", i.symbol), body.as_bytes());
         }
         if n % 15 == 0 {
-            let i = &instruments[(rng.next() * instruments.len() as f64) as usize % instruments.len()];
+            let i =
+                &instruments[(rng.next() * instruments.len() as f64) as usize % instruments.len()];
             let side = if rng.next() < 0.5 { "BUY" } else { "SELL" };
             body.clear();
             let _ = write!(

@@ -212,7 +212,10 @@ pub async fn serve(listener: TcpListener, relay: Arc<Relay>, shutdown: impl Futu
     })
     .await;
     if drained.is_err() {
-        tracing::warn!(left = relay.live.load(Ordering::Acquire), "shutdown grace over; dropping connections");
+        tracing::warn!(
+            left = relay.live.load(Ordering::Acquire),
+            "shutdown grace over; dropping connections"
+        );
     }
 }
 

@@ -32,12 +32,24 @@ async fn a_thousand_subscribers_each_get_all_thousand_messages_in_order() {
             })
         })
         .collect();
-    let body: String = (1..=MSGS).map(|i| format!("{{\"channel\":\"ticker:ALL\",\"data\":{{\"i\":{i}}}}}\n")).collect();
+    let body: String = (1..=MSGS)
+        .map(|i| format!("{{\"channel\":\"ticker:ALL\",\"data\":{{\"i\":{i}}}}}\n"))
+        .collect();
     let auth = format!("Bearer {KEY}");
-    let (status, _, resp) = http(r.addr, "POST", "/publish", &[("Authorization", &auth)], body.as_bytes()).await;
+    let (status, _, resp) = http(
+        r.addr,
+        "POST",
+        "/publish",
+        &[("Authorization", &auth)],
+        body.as_bytes(),
+    )
+    .await;
     assert_eq!(status, 200, "{resp}");
     for t in readers {
-        tokio::time::timeout(Duration::from_secs(60), t).await.expect("all delivered in time").unwrap();
+        tokio::time::timeout(Duration::from_secs(60), t)
+            .await
+            .expect("all delivered in time")
+            .unwrap();
     }
     let s = r.stats().await;
     assert_eq!(s["messages_out"].as_u64(), Some(SUBS as u64 * MSGS));
@@ -66,7 +78,8 @@ async fn a_connection_that_never_reads_is_closed_as_a_slow_consumer_and_others_g
     }
     let batches = 20u64;
     let per_batch = 1000u64;
-    let progress: Arc<Vec<AtomicU64>> = Arc::new((0..healthy.len()).map(|_| AtomicU64::new(0)).collect());
+    let progress: Arc<Vec<AtomicU64>> =
+        Arc::new((0..healthy.len()).map(|_| AtomicU64::new(0)).collect());
     let readers: Vec<_> = healthy
         .into_iter()
         .enumerate()
@@ -87,19 +100,43 @@ async fn a_connection_that_never_reads_is_closed_as_a_slow_consumer_and_others_g
     for b in 0..batches {
         // Offer the next batch once every healthy client has read the one before.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while progress.iter().any(|p| p.load(Ordering::Relaxed) < b * per_batch) {
-            assert!(tokio::time::Instant::now() < deadline, "healthy clients stopped progressing");
+        while progress
+            .iter()
+            .any(|p| p.load(Ordering::Relaxed) < b * per_batch)
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "healthy clients stopped progressing"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let body: String = (0..per_batch).map(|_| format!("{{\"channel\":\"busy\",\"data\":\"{pad}\"}}\n")).collect();
-        let (status, _, _) = http(r.addr, "POST", "/publish", &[("Authorization", &auth)], body.as_bytes()).await;
+        let body: String = (0..per_batch)
+            .map(|_| format!("{{\"channel\":\"busy\",\"data\":\"{pad}\"}}\n"))
+            .collect();
+        let (status, _, _) = http(
+            r.addr,
+            "POST",
+            "/publish",
+            &[("Authorization", &auth)],
+            body.as_bytes(),
+        )
+        .await;
         assert_eq!(status, 200);
     }
     let mut healthy = Vec::new();
     for t in readers {
-        healthy.push(tokio::time::timeout(Duration::from_secs(60), t).await.expect("healthy clients keep up").unwrap());
+        healthy.push(
+            tokio::time::timeout(Duration::from_secs(60), t)
+                .await
+                .expect("healthy clients keep up")
+                .unwrap(),
+        );
     }
-    let s = r.wait_stats("the stalled client to be dropped", |s| s["connections"] == 10).await;
+    let s = r
+        .wait_stats("the stalled client to be dropped", |s| {
+            s["connections"] == 10
+        })
+        .await;
     assert_eq!(s["slow_consumer_closes"], 1, "{s}");
     assert!(s["dropped"].as_u64().unwrap() > 0, "{s}");
     assert_eq!(s["subscriptions"], 10, "its subscription was released: {s}");

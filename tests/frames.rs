@@ -17,8 +17,15 @@ async fn fragmented_commands_are_reassembled_even_with_pings_between() {
     c.send_frame(true, OP_PING, b"hi").await;
     c.send_frame(false, 0, &cmd[euro + 1..euro + 2]).await;
     c.send_frame(true, 0, &cmd[euro + 2..]).await;
-    assert_eq!(c.read_frame().await, Some((OP_PONG, b"hi".to_vec())), "ping answered mid-message");
-    assert_eq!(c.recv().await, serde_json::json!({"type":"pong","id":"frag€"}));
+    assert_eq!(
+        c.read_frame().await,
+        Some((OP_PONG, b"hi".to_vec())),
+        "ping answered mid-message"
+    );
+    assert_eq!(
+        c.recv().await,
+        serde_json::json!({"type":"pong","id":"frag€"})
+    );
     r.stop().await;
 }
 
@@ -37,18 +44,27 @@ async fn invalid_utf8_closes_with_1007() {
 
 #[tokio::test]
 async fn the_message_limit_is_exact_and_over_it_closes_with_1009() {
-    let r = start(Config { max_message_bytes: 1000, ..config() }).await;
+    let r = start(Config {
+        max_message_bytes: 1000,
+        ..config()
+    })
+    .await;
     let pad = |n: usize| format!(r#"{{"op":"ping","id":1,"p":"{}"}}"#, "x".repeat(n - 27));
     assert_eq!(pad(1000).len(), 1000);
     let mut c = RawWs::connect(r.addr, "").await;
     c.send_text(&pad(1000)).await;
-    assert_eq!(c.recv().await["type"], "pong", "exactly the limit is accepted");
+    assert_eq!(
+        c.recv().await["type"],
+        "pong",
+        "exactly the limit is accepted"
+    );
     c.send_text(&pad(1001)).await;
     assert_eq!(c.expect_close().await, Some(1009));
     // Over the limit across fragments, each fragment small.
     let mut c = RawWs::connect(r.addr, "").await;
     for _ in 0..10 {
-        c.send_frame(false, if c_first() { OP_TEXT } else { 0 }, &[b' '; 100]).await;
+        c.send_frame(false, if c_first() { OP_TEXT } else { 0 }, &[b' '; 100])
+            .await;
     }
     c.send_frame(true, 0, b" ").await;
     assert_eq!(c.expect_close().await, Some(1009));
@@ -78,15 +94,66 @@ async fn protocol_violations_close_with_1002_and_binary_with_1003() {
     let r = start(config()).await;
     let cases: Vec<(&str, Vec<Vec<u8>>, u16)> = vec![
         ("reserved opcode", vec![masked_frame(true, 0x3, b"")], 1002),
-        ("continuation first", vec![masked_frame(true, 0, b"x")], 1002),
-        ("new message mid-fragment", vec![masked_frame(false, OP_TEXT, b"a"), masked_frame(true, OP_TEXT, b"b")], 1002),
-        ("fragmented ping", vec![masked_frame(false, OP_PING, b"")], 1002),
-        ("ping over 125", vec![masked_frame(true, OP_PING, &[0; 126])], 1002),
-        ("close over 125", vec![masked_frame(true, OP_CLOSE, &[3, 232].iter().chain(&[b'x'; 124]).copied().collect::<Vec<_>>())], 1002),
-        ("close with 1 byte", vec![masked_frame(true, OP_CLOSE, &[3])], 1002),
-        ("close code 1005", vec![masked_frame(true, OP_CLOSE, &1005u16.to_be_bytes())], 1002),
-        ("close reason not UTF-8", vec![masked_frame(true, OP_CLOSE, &[3, 232, 0xff])], 1007),
-        ("reserved bit", vec![{ let mut f = masked_frame(true, OP_TEXT, b"{}"); f[0] |= 0x40; f }], 1002),
+        (
+            "continuation first",
+            vec![masked_frame(true, 0, b"x")],
+            1002,
+        ),
+        (
+            "new message mid-fragment",
+            vec![
+                masked_frame(false, OP_TEXT, b"a"),
+                masked_frame(true, OP_TEXT, b"b"),
+            ],
+            1002,
+        ),
+        (
+            "fragmented ping",
+            vec![masked_frame(false, OP_PING, b"")],
+            1002,
+        ),
+        (
+            "ping over 125",
+            vec![masked_frame(true, OP_PING, &[0; 126])],
+            1002,
+        ),
+        (
+            "close over 125",
+            vec![masked_frame(
+                true,
+                OP_CLOSE,
+                &[3, 232]
+                    .iter()
+                    .chain(&[b'x'; 124])
+                    .copied()
+                    .collect::<Vec<_>>(),
+            )],
+            1002,
+        ),
+        (
+            "close with 1 byte",
+            vec![masked_frame(true, OP_CLOSE, &[3])],
+            1002,
+        ),
+        (
+            "close code 1005",
+            vec![masked_frame(true, OP_CLOSE, &1005u16.to_be_bytes())],
+            1002,
+        ),
+        (
+            "close reason not UTF-8",
+            vec![masked_frame(true, OP_CLOSE, &[3, 232, 0xff])],
+            1007,
+        ),
+        (
+            "reserved bit",
+            vec![{
+                let mut f = masked_frame(true, OP_TEXT, b"{}");
+                f[0] |= 0x40;
+                f
+            }],
+            1002,
+        ),
         ("binary", vec![masked_frame(true, OP_BINARY, b"{}")], 1003),
     ];
     for (what, frames, code) in cases {
@@ -105,10 +172,16 @@ async fn a_client_close_is_echoed_and_pings_are_answered() {
     let mut c = RawWs::connect(r.addr, "").await;
     c.send_frame(true, OP_PING, b"abc").await;
     assert_eq!(c.read_frame().await, Some((OP_PONG, b"abc".to_vec())));
-    c.send_frame(true, OP_CLOSE, &[0x0f, 0xa0, b'o', b'k']).await; // 4000
+    c.send_frame(true, OP_CLOSE, &[0x0f, 0xa0, b'o', b'k'])
+        .await; // 4000
     assert_eq!(c.expect_close().await, Some(4000));
-    assert_eq!(c.read_frame().await, None, "the relay closes the TCP connection after the handshake");
-    r.wait_stats("the connection to go", |s| s["connections"] == 0).await;
+    assert_eq!(
+        c.read_frame().await,
+        None,
+        "the relay closes the TCP connection after the handshake"
+    );
+    r.wait_stats("the connection to go", |s| s["connections"] == 0)
+        .await;
     r.stop().await;
 }
 
@@ -129,10 +202,16 @@ async fn a_first_frame_sent_with_the_handshake_is_not_lost() {
     let mut got = Vec::new();
     let deadline = tokio::time::Instant::now() + WAIT;
     while !String::from_utf8_lossy(&got).contains(r#""id":42"#) {
-        assert!(tokio::time::Instant::now() < deadline, "no pong for the early frame");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no pong for the early frame"
+        );
         let mut chunk = [0u8; 4096];
         use tokio::io::AsyncReadExt;
-        let n = tokio::time::timeout(WAIT, s.read(&mut chunk)).await.unwrap().unwrap();
+        let n = tokio::time::timeout(WAIT, s.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
         assert!(n > 0);
         got.extend_from_slice(&chunk[..n]);
     }
@@ -141,7 +220,11 @@ async fn a_first_frame_sent_with_the_handshake_is_not_lost() {
 
 #[tokio::test]
 async fn heartbeat_pings_and_closes_a_silent_connection_with_1001() {
-    let r = start(Config { heartbeat_ms: 100, ..config() }).await;
+    let r = start(Config {
+        heartbeat_ms: 100,
+        ..config()
+    })
+    .await;
     // A client that answers nothing gets pings, then 1001 after 2.5 heartbeats of silence.
     let mut silent = RawWs::connect(r.addr, "").await;
     let started = tokio::time::Instant::now();
@@ -156,13 +239,23 @@ async fn heartbeat_pings_and_closes_a_silent_connection_with_1001() {
     let waited = started.elapsed();
     assert_eq!(code, 1001);
     assert!(pings >= 2, "pinged before giving up ({pings})");
-    assert!(waited >= std::time::Duration::from_millis(250), "not before 2.5 heartbeats: {waited:?}");
+    assert!(
+        waited >= std::time::Duration::from_millis(250),
+        "not before 2.5 heartbeats: {waited:?}"
+    );
     // A client that keeps talking (JSON pings, as browsers do) stays open.
     let mut chatty = RawWs::connect(r.addr, "").await;
     for i in 0..8 {
         tokio::time::sleep(std::time::Duration::from_millis(60)).await;
-        chatty.send_text(&format!(r#"{{"op":"ping","id":{i}}}"#)).await;
-        assert_eq!(chatty.recv().await["id"], i, "still open after {}ms", (i + 1) * 60);
+        chatty
+            .send_text(&format!(r#"{{"op":"ping","id":{i}}}"#))
+            .await;
+        assert_eq!(
+            chatty.recv().await["id"],
+            i,
+            "still open after {}ms",
+            (i + 1) * 60
+        );
     }
     r.stop().await;
 }
@@ -170,9 +263,15 @@ async fn heartbeat_pings_and_closes_a_silent_connection_with_1001() {
 #[tokio::test]
 async fn a_request_head_trickled_too_slowly_is_cut_off() {
     use tokio::io::AsyncReadExt;
-    let r = start(Config { handshake_timeout_ms: 300, ..config() }).await;
+    let r = start(Config {
+        handshake_timeout_ms: 300,
+        ..config()
+    })
+    .await;
     let mut s = tokio::net::TcpStream::connect(r.addr).await.unwrap();
-    s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
     let started = tokio::time::Instant::now();
     let mut buf = [0u8; 512];
     // Keep trickling a header byte now and then; the relay must still give up.
@@ -189,7 +288,14 @@ async fn a_request_head_trickled_too_slowly_is_cut_off() {
     .await
     .expect("closed in time");
     let waited = started.elapsed();
-    assert!(closed == 0 || String::from_utf8_lossy(&buf[..closed]).contains("408"), "closed, not served");
-    assert!(waited >= std::time::Duration::from_millis(250) && waited < std::time::Duration::from_secs(3), "{waited:?}");
+    assert!(
+        closed == 0 || String::from_utf8_lossy(&buf[..closed]).contains("408"),
+        "closed, not served"
+    );
+    assert!(
+        waited >= std::time::Duration::from_millis(250)
+            && waited < std::time::Duration::from_secs(3),
+        "{waited:?}"
+    );
     r.stop().await;
 }

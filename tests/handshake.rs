@@ -24,12 +24,18 @@ async fn a_valid_upgrade_gets_101_with_the_rfc_accept_key() {
     let n = raw.read(&mut buf).await.unwrap();
     let head = String::from_utf8_lossy(&buf[..n]).to_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
-    assert!(head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="), "{head}");
+    assert!(
+        head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{head}"
+    );
     assert!(head.contains("upgrade: websocket"));
     // A standard client works too.
     let mut ws = ws(&r.url("")).await;
     send(&mut ws, r#"{"op":"ping","id":1}"#).await;
-    assert_eq!(recv(&mut ws).await, serde_json::json!({"type":"pong","id":1}));
+    assert_eq!(
+        recv(&mut ws).await,
+        serde_json::json!({"type":"pong","id":1})
+    );
     r.stop().await;
 }
 
@@ -39,11 +45,27 @@ async fn bad_upgrades_get_plain_4xx_with_a_reason() {
     let a = r.addr;
     let good = UPGRADE_HEADERS;
     let cases: Vec<(String, u16, &str)> = vec![
-        (good.replace("Connection: Upgrade\r\n", ""), 400, "Connection"),
+        (
+            good.replace("Connection: Upgrade\r\n", ""),
+            400,
+            "Connection",
+        ),
         (good.replace("Upgrade: websocket\r\n", ""), 400, "Upgrade"),
-        (good.replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", ""), 400, "Sec-WebSocket-Key"),
-        (good.replace("dGhlIHNhbXBsZSBub25jZQ==", "c2hvcnQ="), 400, "16 bytes"),
-        (good.replace("Sec-WebSocket-Version: 13\r\n", ""), 400, "Version"),
+        (
+            good.replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", ""),
+            400,
+            "Sec-WebSocket-Key",
+        ),
+        (
+            good.replace("dGhlIHNhbXBsZSBub25jZQ==", "c2hvcnQ="),
+            400,
+            "16 bytes",
+        ),
+        (
+            good.replace("Sec-WebSocket-Version: 13\r\n", ""),
+            400,
+            "Version",
+        ),
     ];
     for (headers, status, word) in cases {
         let (s, _, body) = upgrade(a, "/ws", &headers).await;
@@ -53,7 +75,10 @@ async fn bad_upgrades_get_plain_4xx_with_a_reason() {
     }
     let (s, head, _) = upgrade(a, "/ws", &good.replace("Version: 13", "Version: 8")).await;
     assert_eq!(s, 426);
-    assert!(head.to_lowercase().contains("sec-websocket-version: 13"), "{head}");
+    assert!(
+        head.to_lowercase().contains("sec-websocket-version: 13"),
+        "{head}"
+    );
 
     assert_eq!(upgrade(a, "/nope", good).await.0, 404);
     assert_eq!(http(a, "POST", "/ws", &[], b"").await.0, 405);
@@ -70,13 +95,30 @@ async fn bad_upgrades_get_plain_4xx_with_a_reason() {
 
 #[tokio::test]
 async fn the_connection_limit_answers_503_and_frees_places_on_close() {
-    let r = start(Config { max_connections: 2, ..config() }).await;
+    let r = start(Config {
+        max_connections: 2,
+        ..config()
+    })
+    .await;
     let a = ws(&r.url("")).await;
     let _b = ws(&r.url("")).await;
-    let (s, _, body) = http(r.addr, "GET", "/ws", &[("Connection", "Upgrade"), ("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13"), ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")], b"").await;
+    let (s, _, body) = http(
+        r.addr,
+        "GET",
+        "/ws",
+        &[
+            ("Connection", "Upgrade"),
+            ("Upgrade", "websocket"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ],
+        b"",
+    )
+    .await;
     assert_eq!((s, body.trim()), (503, "connection limit reached"));
     drop(a);
-    r.wait_stats("a place to free up", |s| s["connections"] == 1).await;
+    r.wait_stats("a place to free up", |s| s["connections"] == 1)
+        .await;
     let _c = ws(&r.url("")).await;
     r.stop().await;
 }

@@ -15,7 +15,11 @@ async fn shutdown_sends_queued_messages_then_1001() {
     let mut b = RawWs::connect(r.addr, "").await;
     r.publish("t", "1").await;
     r.stop().await;
-    assert_eq!(a.recv().await["offset"], 1, "queued message delivered before the close");
+    assert_eq!(
+        a.recv().await["offset"],
+        1,
+        "queued message delivered before the close"
+    );
     assert_eq!(a.expect_close().await, Some(1001));
     assert_eq!(b.expect_close().await, Some(1001));
 }
@@ -54,8 +58,14 @@ async fn the_binary_runs_the_demo_and_exits_0_on_sigterm() {
     }
     let pid = child.id().unwrap() as i32;
     // SAFETY-free: plain kill(2) via the shell's kill, to avoid a libc dependency.
-    let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
-    let exit = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("exits").unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits")
+        .unwrap();
     assert_eq!(exit.code(), Some(0));
 }

@@ -40,7 +40,10 @@ pub async fn route(req: Request<Incoming>, relay: Arc<Relay>, peer: SocketAddr) 
             stats::handle(&path, &relay)
         }
         "/stats" | "/metrics" | "/health" => method_not_allowed("GET"),
-        _ => text(StatusCode::NOT_FOUND, "not found: try GET /ws, POST /publish/{channel}, GET /stats"),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: try GET /ws, POST /publish/{channel}, GET /stats",
+        ),
     }
 }
 
@@ -48,8 +51,10 @@ pub async fn route(req: Request<Incoming>, relay: Arc<Relay>, peer: SocketAddr) 
 pub fn text(status: StatusCode, line: &str) -> Resp {
     let mut r = Response::new(Full::new(Bytes::from(format!("{line}\n"))));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
@@ -57,14 +62,20 @@ pub fn text(status: StatusCode, line: &str) -> Resp {
 pub fn json(status: StatusCode, body: Vec<u8>) -> Resp {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
 fn method_not_allowed(allow: &'static str) -> Resp {
-    let mut r = text(StatusCode::METHOD_NOT_ALLOWED, &format!("method not allowed: use {allow}"));
-    r.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    let mut r = text(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!("method not allowed: use {allow}"),
+    );
+    r.headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static(allow));
     r
 }
 
@@ -102,7 +113,10 @@ mod tests {
 
     #[test]
     fn percent_decoding() {
-        assert_eq!(percent_decode("ticker%3ABTC-USD", false).as_deref(), Some("ticker:BTC-USD"));
+        assert_eq!(
+            percent_decode("ticker%3ABTC-USD", false).as_deref(),
+            Some("ticker:BTC-USD")
+        );
         assert_eq!(percent_decode("a%23b+c", true).as_deref(), Some("a#b c"));
         assert_eq!(percent_decode("a+b", false).as_deref(), Some("a+b"));
         assert_eq!(percent_decode("%zz", false), None);

@@ -20,7 +20,10 @@ use crate::server::Relay;
 // Errors are boxed: a response is large and this is the cold path.
 fn authorize(req: &Request<Incoming>, relay: &Relay) -> Result<(), Box<Resp>> {
     if relay.config.publish_key.is_none() {
-        return Err(Box::new(text(StatusCode::FORBIDDEN, "publishing is disabled: start the relay with --publish-key")));
+        return Err(Box::new(text(
+            StatusCode::FORBIDDEN,
+            "publishing is disabled: start the relay with --publish-key",
+        )));
     }
     let presented = req
         .headers()
@@ -29,13 +32,24 @@ fn authorize(req: &Request<Incoming>, relay: &Relay) -> Result<(), Box<Resp>> {
         .and_then(|v| v.strip_prefix("Bearer "));
     match presented {
         Some(key) if relay.check_publish_key(key.trim()) => Ok(()),
-        Some(_) => Err(Box::new(text(StatusCode::UNAUTHORIZED, "invalid publish key"))),
-        None => Err(Box::new(text(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer <publish key>"))),
+        Some(_) => Err(Box::new(text(
+            StatusCode::UNAUTHORIZED,
+            "invalid publish key",
+        ))),
+        None => Err(Box::new(text(
+            StatusCode::UNAUTHORIZED,
+            "missing Authorization: Bearer <publish key>",
+        ))),
     }
 }
 
 async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Box<Resp>> {
-    let too_big = || Box::new(text(StatusCode::PAYLOAD_TOO_LARGE, &format!("body is over the limit of {limit} bytes")));
+    let too_big = || {
+        Box::new(text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("body is over the limit of {limit} bytes"),
+        ))
+    };
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -47,7 +61,10 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Box<Re
     match Limited::new(req.into_body(), limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_big()),
-        Err(_) => Err(Box::new(text(StatusCode::BAD_REQUEST, "could not read the request body"))),
+        Err(_) => Err(Box::new(text(
+            StatusCode::BAD_REQUEST,
+            "could not read the request body",
+        ))),
     }
 }
 
@@ -75,10 +92,16 @@ pub async fn single(req: Request<Incoming>, relay: Arc<Relay>, raw_channel: &str
         return *r;
     }
     let Some(name) = percent_decode(raw_channel, false) else {
-        return text(StatusCode::BAD_REQUEST, "malformed percent-escape in the channel");
+        return text(
+            StatusCode::BAD_REQUEST,
+            "malformed percent-escape in the channel",
+        );
     };
     if let Err(e) = channel::validate(name.as_bytes()) {
-        return text(StatusCode::BAD_REQUEST, &format!("invalid_channel: {}", e.reason()));
+        return text(
+            StatusCode::BAD_REQUEST,
+            &format!("invalid_channel: {}", e.reason()),
+        );
     }
     let max = relay.config.max_message_bytes;
     // Leave room for white space around a maximal value; `single` checks the value itself.
@@ -96,7 +119,10 @@ pub async fn single(req: Request<Incoming>, relay: Arc<Relay>, raw_channel: &str
             result_json(&mut out, &name, &p);
             json(StatusCode::OK, out)
         }
-        Err(code) => refused(&ProtoError::new(code, "the relay holds its maximum number of channels"), &relay),
+        Err(code) => refused(
+            &ProtoError::new(code, "the relay holds its maximum number of channels"),
+            &relay,
+        ),
     }
 }
 
@@ -114,8 +140,17 @@ pub async fn batch(req: Request<Incoming>, relay: Arc<Relay>) -> Resp {
         Ok(items) => items,
         Err(e) => {
             relay.metrics.error(e.error.code);
-            let status = StatusCode::from_u16(e.error.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-            return text(status, &format!("line {}: {}: {}", e.line, e.error.code.as_str(), e.error.message));
+            let status =
+                StatusCode::from_u16(e.error.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+            return text(
+                status,
+                &format!(
+                    "line {}: {}: {}",
+                    e.line,
+                    e.error.code.as_str(),
+                    e.error.message
+                ),
+            );
         }
     };
     let mut out = Vec::with_capacity(32 + items.len() * 80);
@@ -134,7 +169,8 @@ pub async fn batch(req: Request<Incoming>, relay: Arc<Relay>) -> Resp {
             Err(code) => {
                 // Only the channel limit can fail here; stop at the first failure.
                 relay.metrics.error(code);
-                status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                status = StatusCode::from_u16(code.http_status())
+                    .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
                 if out.last() == Some(&b',') {
                     out.pop();
                 }

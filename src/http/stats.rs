@@ -41,18 +41,84 @@ struct Counter {
 fn counters(relay: &Relay) -> [Counter; 10] {
     let m = &relay.metrics;
     let g = Metrics::get;
-    let c = |prom, json, kind, help, value| Counter { prom, json, kind, help, value };
+    let c = |prom, json, kind, help, value| Counter {
+        prom,
+        json,
+        kind,
+        help,
+        value,
+    };
     [
-        c("connections", "connections", "gauge", "Open WebSocket connections.", g(&m.connections)),
-        c("connections_total", "connections_total", "counter", "WebSocket connections accepted.", g(&m.connections_total)),
-        c("handshake_rejects_total", "handshake_rejects", "counter", "Upgrade requests refused.", g(&m.handshake_rejects)),
-        c("channels", "channels", "gauge", "Channels held.", relay.hub.channel_count() as u64),
-        c("subscriptions", "subscriptions", "gauge", "Subscriptions held.", g(&m.subscriptions)),
-        c("messages_in_total", "messages_in", "counter", "Messages published.", g(&m.messages_in)),
-        c("messages_out_total", "messages_out", "counter", "Messages queued to subscribers.", g(&m.messages_out)),
-        c("bytes_out_total", "bytes_out", "counter", "Bytes written to WebSocket connections.", g(&m.bytes_out)),
-        c("slow_consumer_closes_total", "slow_consumer_closes", "counter", "Connections closed as slow consumers.", g(&m.slow_consumer_closes)),
-        c("dropped_messages_total", "dropped", "counter", "Frames discarded when slow consumers were closed.", g(&m.dropped)),
+        c(
+            "connections",
+            "connections",
+            "gauge",
+            "Open WebSocket connections.",
+            g(&m.connections),
+        ),
+        c(
+            "connections_total",
+            "connections_total",
+            "counter",
+            "WebSocket connections accepted.",
+            g(&m.connections_total),
+        ),
+        c(
+            "handshake_rejects_total",
+            "handshake_rejects",
+            "counter",
+            "Upgrade requests refused.",
+            g(&m.handshake_rejects),
+        ),
+        c(
+            "channels",
+            "channels",
+            "gauge",
+            "Channels held.",
+            relay.hub.channel_count() as u64,
+        ),
+        c(
+            "subscriptions",
+            "subscriptions",
+            "gauge",
+            "Subscriptions held.",
+            g(&m.subscriptions),
+        ),
+        c(
+            "messages_in_total",
+            "messages_in",
+            "counter",
+            "Messages published.",
+            g(&m.messages_in),
+        ),
+        c(
+            "messages_out_total",
+            "messages_out",
+            "counter",
+            "Messages queued to subscribers.",
+            g(&m.messages_out),
+        ),
+        c(
+            "bytes_out_total",
+            "bytes_out",
+            "counter",
+            "Bytes written to WebSocket connections.",
+            g(&m.bytes_out),
+        ),
+        c(
+            "slow_consumer_closes_total",
+            "slow_consumer_closes",
+            "counter",
+            "Connections closed as slow consumers.",
+            g(&m.slow_consumer_closes),
+        ),
+        c(
+            "dropped_messages_total",
+            "dropped",
+            "counter",
+            "Frames discarded when slow consumers were closed.",
+            g(&m.dropped),
+        ),
     ]
 }
 
@@ -93,15 +159,26 @@ fn stats_json(relay: &Relay) -> Vec<u8> {
 fn prometheus(relay: &Relay) -> String {
     let mut s = String::with_capacity(2048);
     let _ = writeln!(s, "# HELP tickrelay_uptime_seconds Seconds since start.\n# TYPE tickrelay_uptime_seconds gauge");
-    let _ = writeln!(s, "tickrelay_uptime_seconds {}", relay.metrics.started.elapsed().as_secs());
+    let _ = writeln!(
+        s,
+        "tickrelay_uptime_seconds {}",
+        relay.metrics.started.elapsed().as_secs()
+    );
     for c in counters(relay) {
         let (name, kind, help, v) = (c.prom, c.kind, c.help, c.value);
-        let _ = writeln!(s, "# HELP tickrelay_{name} {help}\n# TYPE tickrelay_{name} {kind}\ntickrelay_{name} {v}");
+        let _ = writeln!(
+            s,
+            "# HELP tickrelay_{name} {help}\n# TYPE tickrelay_{name} {kind}\ntickrelay_{name} {v}"
+        );
     }
     let _ = writeln!(s, "# HELP tickrelay_errors_total Error replies by code.\n# TYPE tickrelay_errors_total counter");
     for code in ErrorCode::ALL {
         let v = Metrics::get(&relay.metrics.errors[code.index()]);
-        let _ = writeln!(s, "tickrelay_errors_total{{code=\"{}\"}} {v}", code.as_str());
+        let _ = writeln!(
+            s,
+            "tickrelay_errors_total{{code=\"{}\"}} {v}",
+            code.as_str()
+        );
     }
     s.pop(); // `text` adds the final newline
     s

@@ -55,34 +55,68 @@ fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool
 }
 
 /// Checks a WebSocket upgrade request head; returns the `Sec-WebSocket-Accept` value.
-pub fn validate(method: &Method, version: Version, headers: &HeaderMap) -> Result<String, Rejection> {
+pub fn validate(
+    method: &Method,
+    version: Version,
+    headers: &HeaderMap,
+) -> Result<String, Rejection> {
     if method != Method::GET {
-        return Err(reject(StatusCode::METHOD_NOT_ALLOWED, "a WebSocket upgrade must be a GET"));
+        return Err(reject(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "a WebSocket upgrade must be a GET",
+        ));
     }
     if version < Version::HTTP_11 {
-        return Err(reject(StatusCode::BAD_REQUEST, "a WebSocket upgrade needs HTTP/1.1"));
+        return Err(reject(
+            StatusCode::BAD_REQUEST,
+            "a WebSocket upgrade needs HTTP/1.1",
+        ));
     }
     if !has_token(headers, header::CONNECTION, "upgrade") {
-        return Err(reject(StatusCode::BAD_REQUEST, "missing Connection: upgrade"));
+        return Err(reject(
+            StatusCode::BAD_REQUEST,
+            "missing Connection: upgrade",
+        ));
     }
     if !has_token(headers, header::UPGRADE, "websocket") {
-        return Err(reject(StatusCode::BAD_REQUEST, "missing Upgrade: websocket"));
+        return Err(reject(
+            StatusCode::BAD_REQUEST,
+            "missing Upgrade: websocket",
+        ));
     }
     let mut versions = headers.get_all(header::SEC_WEBSOCKET_VERSION).iter();
     match (versions.next(), versions.next()) {
         (Some(v), None) if v.as_bytes() == b"13" => {}
-        (None, _) => return Err(reject(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Version")),
-        _ => return Err(reject(StatusCode::UPGRADE_REQUIRED, "unsupported Sec-WebSocket-Version: use 13")),
+        (None, _) => {
+            return Err(reject(
+                StatusCode::BAD_REQUEST,
+                "missing Sec-WebSocket-Version",
+            ))
+        }
+        _ => {
+            return Err(reject(
+                StatusCode::UPGRADE_REQUIRED,
+                "unsupported Sec-WebSocket-Version: use 13",
+            ))
+        }
     }
     let mut keys = headers.get_all(header::SEC_WEBSOCKET_KEY).iter();
     let key = match (keys.next(), keys.next()) {
         (Some(k), None) => k.as_bytes(),
         (None, _) => return Err(reject(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key")),
-        _ => return Err(reject(StatusCode::BAD_REQUEST, "more than one Sec-WebSocket-Key")),
+        _ => {
+            return Err(reject(
+                StatusCode::BAD_REQUEST,
+                "more than one Sec-WebSocket-Key",
+            ))
+        }
     };
     let decoded = base64::engine::general_purpose::STANDARD.decode(key);
     if key.len() != 24 || !matches!(decoded, Ok(ref k) if k.len() == 16) {
-        return Err(reject(StatusCode::BAD_REQUEST, "Sec-WebSocket-Key must be 16 bytes in base64"));
+        return Err(reject(
+            StatusCode::BAD_REQUEST,
+            "Sec-WebSocket-Key must be 16 bytes in base64",
+        ));
     }
     Ok(accept_key(key))
 }
@@ -104,25 +138,37 @@ pub fn parse_query(query: Option<&str>, max_subscriptions: usize) -> Result<Quer
     let mut q = Query::default();
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = percent_decode(v, true).ok_or(reject(StatusCode::BAD_REQUEST, "malformed percent-escape in the query"))?;
+        let v = percent_decode(v, true).ok_or(reject(
+            StatusCode::BAD_REQUEST,
+            "malformed percent-escape in the query",
+        ))?;
         match k {
             "token" => q.token = Some(v),
             "format" => {
                 q.raw = match v.as_str() {
                     "raw" => true,
                     "envelope" | "" => false,
-                    _ => return Err(reject(StatusCode::BAD_REQUEST, "format must be envelope or raw")),
+                    _ => {
+                        return Err(reject(
+                            StatusCode::BAD_REQUEST,
+                            "format must be envelope or raw",
+                        ))
+                    }
                 }
             }
             "channels" => {
                 for name in v.split(',').filter(|c| !c.is_empty()) {
-                    let name = channel::validate(name.as_bytes()).map_err(|e| reject(StatusCode::BAD_REQUEST, e.reason()))?;
+                    let name = channel::validate(name.as_bytes())
+                        .map_err(|e| reject(StatusCode::BAD_REQUEST, e.reason()))?;
                     if !q.channels.iter().any(|c| c == name) {
                         q.channels.push(name.to_owned());
                     }
                 }
                 if q.channels.len() > max_subscriptions {
-                    return Err(reject(StatusCode::BAD_REQUEST, "more channels than the subscription limit"));
+                    return Err(reject(
+                        StatusCode::BAD_REQUEST,
+                        "more channels than the subscription limit",
+                    ));
                 }
             }
             _ => {}
@@ -134,10 +180,16 @@ pub fn parse_query(query: Option<&str>, max_subscriptions: usize) -> Result<Quer
 /// Answers `GET /ws`.
 pub async fn handle(mut req: Request<Incoming>, relay: Arc<Relay>, _peer: SocketAddr) -> Resp {
     let refuse = |r: Rejection| {
-        relay.metrics.handshake_rejects.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        relay
+            .metrics
+            .handshake_rejects
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut resp = text(r.status, r.reason);
         if r.status == StatusCode::UPGRADE_REQUIRED {
-            resp.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+            resp.headers_mut().insert(
+                header::SEC_WEBSOCKET_VERSION,
+                HeaderValue::from_static("13"),
+            );
         }
         resp
     };
@@ -155,13 +207,23 @@ pub async fn handle(mut req: Request<Incoming>, relay: Arc<Relay>, _peer: Socket
         Some(_) => return refuse(reject(StatusCode::UNAUTHORIZED, "invalid token")),
     };
     if relay.is_shutting_down() {
-        return refuse(reject(StatusCode::SERVICE_UNAVAILABLE, "relay is shutting down: reconnect elsewhere"));
+        return refuse(reject(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "relay is shutting down: reconnect elsewhere",
+        ));
     }
     let Some(slot) = relay.ws_slot() else {
-        return refuse(reject(StatusCode::SERVICE_UNAVAILABLE, "connection limit reached"));
+        return refuse(reject(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "connection limit reached",
+        ));
     };
     let params = Params {
-        mode: if relay.config.echo { Mode::Echo } else { Mode::Relay },
+        mode: if relay.config.echo {
+            Mode::Echo
+        } else {
+            Mode::Relay
+        },
         raw: query.raw,
         publisher,
         channels: query.channels,
@@ -238,7 +300,10 @@ mod tests {
     fn head(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(header::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            h.append(
+                header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         h
     }
@@ -260,32 +325,79 @@ mod tests {
 
     #[test]
     fn each_missing_or_wrong_header_is_refused_with_the_right_status() {
-        let without = |name: &str| head(&GOOD.iter().copied().filter(|(k, _)| *k != name).collect::<Vec<_>>());
+        let without = |name: &str| {
+            head(
+                &GOOD
+                    .iter()
+                    .copied()
+                    .filter(|(k, _)| *k != name)
+                    .collect::<Vec<_>>(),
+            )
+        };
         let with = |name: &str, v: &str| {
             let mut pairs: Vec<_> = GOOD.iter().copied().filter(|(k, _)| *k != name).collect();
             pairs.push((name, v));
             head(&pairs)
         };
-        let status = |h: &HeaderMap| validate(&Method::GET, Version::HTTP_11, h).unwrap_err().status;
+        let status = |h: &HeaderMap| {
+            validate(&Method::GET, Version::HTTP_11, h)
+                .unwrap_err()
+                .status
+        };
         assert_eq!(status(&without("connection")), StatusCode::BAD_REQUEST);
-        assert_eq!(status(&with("connection", "upgrades")), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            status(&with("connection", "upgrades")),
+            StatusCode::BAD_REQUEST
+        );
         assert_eq!(status(&without("upgrade")), StatusCode::BAD_REQUEST);
         assert_eq!(status(&with("upgrade", "h2c")), StatusCode::BAD_REQUEST);
-        assert_eq!(status(&without("sec-websocket-version")), StatusCode::BAD_REQUEST);
-        assert_eq!(status(&with("sec-websocket-version", "8")), StatusCode::UPGRADE_REQUIRED);
-        assert_eq!(status(&without("sec-websocket-key")), StatusCode::BAD_REQUEST);
-        assert_eq!(status(&with("sec-websocket-key", "c2hvcnQ=")), StatusCode::BAD_REQUEST);
-        assert_eq!(status(&with("sec-websocket-key", "!!!!!!!!!!!!!!!!!!!!!!==")), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            status(&without("sec-websocket-version")),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status(&with("sec-websocket-version", "8")),
+            StatusCode::UPGRADE_REQUIRED
+        );
+        assert_eq!(
+            status(&without("sec-websocket-key")),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status(&with("sec-websocket-key", "c2hvcnQ=")),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status(&with("sec-websocket-key", "!!!!!!!!!!!!!!!!!!!!!!==")),
+            StatusCode::BAD_REQUEST
+        );
         let mut two = head(GOOD);
-        two.append(header::SEC_WEBSOCKET_KEY, HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="));
+        two.append(
+            header::SEC_WEBSOCKET_KEY,
+            HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="),
+        );
         assert_eq!(status(&two), StatusCode::BAD_REQUEST);
-        assert_eq!(validate(&Method::POST, Version::HTTP_11, &head(GOOD)).unwrap_err().status, StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(validate(&Method::GET, Version::HTTP_10, &head(GOOD)).unwrap_err().status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            validate(&Method::POST, Version::HTTP_11, &head(GOOD))
+                .unwrap_err()
+                .status,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            validate(&Method::GET, Version::HTTP_10, &head(GOOD))
+                .unwrap_err()
+                .status,
+            StatusCode::BAD_REQUEST
+        );
     }
 
     #[test]
     fn query_parameters() {
-        let q = parse_query(Some("channels=ticker%3ABTC-USD,signals,signals&format=raw&token=k%2B1&x=y"), 10).unwrap();
+        let q = parse_query(
+            Some("channels=ticker%3ABTC-USD,signals,signals&format=raw&token=k%2B1&x=y"),
+            10,
+        )
+        .unwrap();
         assert_eq!(q.channels, vec!["ticker:BTC-USD", "signals"]);
         assert!(q.raw);
         assert_eq!(q.token.as_deref(), Some("k+1"));

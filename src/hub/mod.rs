@@ -18,8 +18,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::error::ErrorCode;
 use crate::metrics::Metrics;
 use outbox::Push;
-pub use shard::{Epoch, Subscriber};
 use shard::{Channel, Shard};
+pub use shard::{Epoch, Subscriber};
 
 /// Where a channel stands, as reported to a new subscriber or a publisher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,9 +155,11 @@ impl Hub {
             drop(fanout);
             let m = &self.metrics;
             m.messages_in.fetch_add(1, Ordering::Relaxed);
-            m.messages_out.fetch_add(delivered as u64, Ordering::Relaxed);
+            m.messages_out
+                .fetch_add(delivered as u64, Ordering::Relaxed);
             if overflowed > 0 {
-                m.slow_consumer_closes.fetch_add(overflowed, Ordering::Relaxed);
+                m.slow_consumer_closes
+                    .fetch_add(overflowed, Ordering::Relaxed);
             }
             return Ok(Published {
                 position: Position {
@@ -212,7 +214,8 @@ impl Hub {
             let mut map = shard.channels.write();
             map.retain(|_, ch| {
                 let mut st = ch.state.lock();
-                let reclaim = st.subscriber_count() == 0 && now.duration_since(st.last_active) >= idle;
+                let reclaim =
+                    st.subscriber_count() == 0 && now.duration_since(st.last_active) >= idle;
                 if reclaim {
                     st.removed = true;
                     removed += 1;

@@ -326,6 +326,9 @@ mod tests {
         let t = o.take(&mut batch);
         assert!(t.last);
         assert_eq!(batch.len(), 2);
-        assert_eq!(encode::decode_head(&batch[1]).unwrap().opcode, encode::OP_CLOSE);
+        assert_eq!(
+            encode::decode_head(&batch[1]).unwrap().opcode,
+            encode::OP_CLOSE
+        );
     }
 }

@@ -210,7 +210,11 @@ fn single_channel<'a>(
     match obj.get("channel") {
         Some(v) => match v.into_string() {
             Some(name) => checked(name, id),
-            None => Err(err(id, ErrorCode::InvalidChannel, "channel must be a string")),
+            None => Err(err(
+                id,
+                ErrorCode::InvalidChannel,
+                "channel must be a string",
+            )),
         },
         None => Err(bad(id, "missing channel")),
     }
@@ -227,7 +231,11 @@ fn channel_list<'a>(
         };
         for v in list.iter() {
             let Some(name) = v.into_string() else {
-                return Err(err(id, ErrorCode::InvalidChannel, "channel must be a string"));
+                return Err(err(
+                    id,
+                    ErrorCode::InvalidChannel,
+                    "channel must be a string",
+                ));
             };
             let name = checked(name, id)?;
             if !out.contains(&name) {
@@ -288,7 +296,10 @@ mod tests {
             p(r#"{"op":"auth","token":"k"}"#).unwrap().command,
             Command::Auth { token: "k" }
         );
-        assert_eq!(p(r#"{"op":"ping","extra":[1,2]}"#).unwrap().command, Command::Ping);
+        assert_eq!(
+            p(r#"{"op":"ping","extra":[1,2]}"#).unwrap().command,
+            Command::Ping
+        );
     }
 
     #[test]
@@ -321,13 +332,28 @@ mod tests {
         assert_eq!(code(r#"{"op":"subscribe","channels":[]}"#), BadRequest);
         assert_eq!(code(r#"{"op":"subscribe","channels":"a"}"#), BadRequest);
         assert_eq!(code(r#"{"op":"subscribe","channels":[1]}"#), InvalidChannel);
-        assert_eq!(code(r#"{"op":"subscribe","channels":["ok","bad name"]}"#), InvalidChannel);
+        assert_eq!(
+            code(r#"{"op":"subscribe","channels":["ok","bad name"]}"#),
+            InvalidChannel
+        );
         assert_eq!(code(r#"{"op":"publish","channel":"c"}"#), BadRequest);
         assert_eq!(code(r#"{"op":"publish","data":1}"#), BadRequest);
-        assert_eq!(code(r#"{"op":"publish","channel":"","data":1}"#), InvalidChannel);
-        assert_eq!(code(r#"{"op":"publish","channel":"c","data":1,"data":2}"#), BadRequest);
-        assert_eq!(code(r#"{"op":"publish","channel":"c","d\u0061ta":1}"#), BadRequest);
-        assert_eq!(code(r#"{"op":"publish","channel":"c","data":}"#), BadRequest);
+        assert_eq!(
+            code(r#"{"op":"publish","channel":"","data":1}"#),
+            InvalidChannel
+        );
+        assert_eq!(
+            code(r#"{"op":"publish","channel":"c","data":1,"data":2}"#),
+            BadRequest
+        );
+        assert_eq!(
+            code(r#"{"op":"publish","channel":"c","d\u0061ta":1}"#),
+            BadRequest
+        );
+        assert_eq!(
+            code(r#"{"op":"publish","channel":"c","data":}"#),
+            BadRequest
+        );
         assert_eq!(code(r#"{"op":"auth"}"#), BadRequest);
         assert_eq!(code(r#"{"op":"ping","id":{"a":1}}"#), BadRequest);
         let long_id = format!(r#"{{"op":"ping","id":"{}"}}"#, "x".repeat(65));

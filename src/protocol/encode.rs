@@ -89,7 +89,9 @@ pub fn message_frame(channel: &str, offset: u64, ts_ms: u64, data: &[u8]) -> Byt
     const B: &[u8] = br#"","offset":"#;
     const C: &[u8] = br#","ts":"#;
     const D: &[u8] = br#","data":"#;
-    let mut b = FrameBuf::with_capacity(A.len() + B.len() + C.len() + D.len() + 41 + channel.len() + data.len());
+    let mut b = FrameBuf::with_capacity(
+        A.len() + B.len() + C.len() + D.len() + 41 + channel.len() + data.len(),
+    );
     let p = b.payload();
     p.extend_from_slice(A);
     p.extend_from_slice(channel.as_bytes());
@@ -265,22 +267,41 @@ mod tests {
 
     fn payload(f: &Bytes) -> &[u8] {
         let h = decode_head(f).unwrap();
-        assert_eq!(h.head_len + h.len as usize, f.len(), "length field matches the frame");
+        assert_eq!(
+            h.head_len + h.len as usize,
+            f.len(),
+            "length field matches the frame"
+        );
         &f[h.head_len..]
     }
 
     #[test]
     fn header_sizes_switch_at_126_and_65536() {
-        for (len, head) in [(0, 2), (125, 2), (126, 4), (65535, 4), (65536, 10), (70000, 10)] {
+        for (len, head) in [
+            (0, 2),
+            (125, 2),
+            (126, 4),
+            (65535, 4),
+            (65536, 10),
+            (70000, 10),
+        ] {
             let f = frame(OP_TEXT, &vec![b'x'; len]);
             let h = decode_head(&f).unwrap();
-            assert_eq!((h.head_len, h.len as usize, h.fin, h.opcode, h.masked), (head, len, true, OP_TEXT, false));
+            assert_eq!(
+                (h.head_len, h.len as usize, h.fin, h.opcode, h.masked),
+                (head, len, true, OP_TEXT, false)
+            );
         }
     }
 
     #[test]
     fn message_frame_embeds_data_verbatim() {
-        let f = message_frame("ticker:BTC-USD", 1046, 1732270000123, br#"{"price":43250.50}"#);
+        let f = message_frame(
+            "ticker:BTC-USD",
+            1046,
+            1732270000123,
+            br#"{"price":43250.50}"#,
+        );
         assert_eq!(
             payload(&f),
             br#"{"type":"message","channel":"ticker:BTC-USD","offset":1046,"ts":1732270000123,"data":{"price":43250.50}}"#

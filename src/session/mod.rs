@@ -88,7 +88,10 @@ impl Session {
 
     fn reply(&self, frame: Bytes) {
         if self.outbox.push(&frame) == Push::Overflow {
-            self.relay.metrics.slow_consumer_closes.fetch_add(1, Ordering::Relaxed);
+            self.relay
+                .metrics
+                .slow_consumer_closes
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -100,7 +103,11 @@ impl Session {
     /// Handles one complete message. Returns a close to send if the connection must end.
     fn on_message(&mut self, text: bool, payload: &mut [u8]) -> Option<Fail> {
         if self.mode == Mode::Echo {
-            let op = if text { encode::OP_TEXT } else { encode::OP_BINARY };
+            let op = if text {
+                encode::OP_TEXT
+            } else {
+                encode::OP_BINARY
+            };
             self.reply(encode::frame(op, payload));
             return None;
         }
@@ -128,17 +135,31 @@ impl Session {
             }
             Command::Publish { channel, data } => {
                 if self.relay.config.publish_key.is_none() {
-                    return self.error(id, ErrorCode::Forbidden, "publishing is disabled on this relay (no publish key set)");
+                    return self.error(
+                        id,
+                        ErrorCode::Forbidden,
+                        "publishing is disabled on this relay (no publish key set)",
+                    );
                 }
                 if !self.publisher {
-                    return self.error(id, ErrorCode::Unauthorized, "publishing needs the publish key: connect with ?token= or send an auth op");
+                    return self.error(
+                        id,
+                        ErrorCode::Unauthorized,
+                        "publishing needs the publish key: connect with ?token= or send an auth op",
+                    );
                 }
                 if data.len() > self.relay.config.max_message_bytes {
-                    return self.error(id, ErrorCode::PayloadTooLarge, "data is over the message size limit");
+                    return self.error(
+                        id,
+                        ErrorCode::PayloadTooLarge,
+                        "data is over the message size limit",
+                    );
                 }
                 match self.relay.hub.publish(channel, &data) {
                     Ok(p) => self.reply(encode::published(id, channel, p.position.offset)),
-                    Err(code) => self.error(id, code, "the relay holds its maximum number of channels"),
+                    Err(code) => {
+                        self.error(id, code, "the relay holds its maximum number of channels")
+                    }
                 }
             }
             Command::Auth { token } => {
@@ -162,7 +183,11 @@ impl Session {
             .count();
         let max = self.relay.config.max_subscriptions;
         if self.subs.len() + new > max {
-            return self.error(id, ErrorCode::TooManySubscriptions, "this subscribe would exceed the subscription limit per connection");
+            return self.error(
+                id,
+                ErrorCode::TooManySubscriptions,
+                "this subscribe would exceed the subscription limit per connection",
+            );
         }
         let Some(slot) = self.outbox.reserve() else {
             return; // closing
@@ -188,7 +213,8 @@ impl Session {
                         self.relay.hub.unsubscribe(&gone, self.conn);
                     }
                     self.relay.metrics.error(code);
-                    let frame = encode::error(id, code, "the relay holds its maximum number of channels");
+                    let frame =
+                        encode::error(id, code, "the relay holds its maximum number of channels");
                     let _ = self.outbox.fill(slot, frame);
                     return;
                 }
@@ -204,7 +230,10 @@ impl Session {
             })
             .collect();
         if self.outbox.fill(slot, encode::subscribed(id, &lines)) == Push::Overflow {
-            self.relay.metrics.slow_consumer_closes.fetch_add(1, Ordering::Relaxed);
+            self.relay
+                .metrics
+                .slow_consumer_closes
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -229,10 +258,14 @@ struct LastSeen {
 
 impl LastSeen {
     fn new() -> Self {
-        LastSeen { base: Instant::now(), ms: AtomicU64::new(0) }
+        LastSeen {
+            base: Instant::now(),
+            ms: AtomicU64::new(0),
+        }
     }
     fn touch(&self) {
-        self.ms.store(self.base.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.ms
+            .store(self.base.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
     fn silent_for(&self) -> Duration {
         let last = Duration::from_millis(self.ms.load(Ordering::Relaxed));
@@ -254,14 +287,18 @@ fn fail_for(e: &WebSocketError) -> End {
     match e {
         WebSocketError::FrameTooLarge => End::Fail((1009, "message too big")),
         WebSocketError::InvalidUTF8 => End::Fail((1007, "invalid UTF-8 in text message")),
-        WebSocketError::ReservedBitsNotZero => End::Fail((1002, "reserved bits set (no extension negotiated)")),
+        WebSocketError::ReservedBitsNotZero => {
+            End::Fail((1002, "reserved bits set (no extension negotiated)"))
+        }
         WebSocketError::ControlFrameFragmented => End::Fail((1002, "fragmented control frame")),
         WebSocketError::PingFrameTooLarge => End::Fail((1002, "control frame over 125 bytes")),
         WebSocketError::InvalidValue => End::Fail((1002, "unknown opcode")),
         WebSocketError::InvalidFragment | WebSocketError::InvalidContinuationFrame => {
             End::Fail((1002, "invalid fragmentation"))
         }
-        WebSocketError::InvalidCloseFrame | WebSocketError::InvalidCloseCode => End::Fail((1002, "invalid close frame")),
+        WebSocketError::InvalidCloseFrame | WebSocketError::InvalidCloseCode => {
+            End::Fail((1002, "invalid close frame"))
+        }
         _ => End::Gone,
     }
 }
@@ -351,7 +388,12 @@ async fn read_loop<R: AsyncRead + Unpin>(
 
 const PING: Bytes = Bytes::from_static(&[0x89, 0x00]);
 
-async fn write_loop<W: AsyncWrite + Unpin>(mut w: W, outbox: &Outbox, relay: &Relay, last_seen: &LastSeen) {
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut w: W,
+    outbox: &Outbox,
+    relay: &Relay,
+    last_seen: &LastSeen,
+) {
     let cfg = &relay.config;
     let beat = cfg.heartbeat();
     let mut next_beat = Instant::now() + beat;
@@ -392,7 +434,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut w: W, outbox: &Outbox, relay: &Re
         outbox.release(taken.bytes);
         match res {
             Ok(n) => {
-                relay.metrics.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                relay
+                    .metrics
+                    .bytes_out
+                    .fetch_add(n as u64, Ordering::Relaxed);
             }
             Err(_) => {
                 outbox.abort();
@@ -434,12 +479,23 @@ where
     // fastwebsockets refuses frames of `>= max` bytes; ours is inclusive.
     ws.set_max_message_size(cfg.max_message_bytes.saturating_add(1));
     let last_seen = Arc::new(LastSeen::new());
-    let mut reader = tokio::spawn(read_loop(ws, session, last_seen.clone(), cfg.max_message_bytes));
+    let mut reader = tokio::spawn(read_loop(
+        ws,
+        session,
+        last_seen.clone(),
+        cfg.max_message_bytes,
+    ));
     write_loop(write, &outbox, &relay, &last_seen).await;
     let close_timeout = Duration::from_millis(cfg.close_timeout_ms);
-    if tokio::time::timeout(close_timeout, &mut reader).await.is_err() {
+    if tokio::time::timeout(close_timeout, &mut reader)
+        .await
+        .is_err()
+    {
         reader.abort();
         let _ = reader.await;
     }
-    relay.metrics.dropped.fetch_add(outbox.dropped(), Ordering::Relaxed);
+    relay
+        .metrics
+        .dropped
+        .fetch_add(outbox.dropped(), Ordering::Relaxed);
 }

@@ -134,9 +134,15 @@ mod tests {
         assert_eq!(r.push(false, Continuation, b""), Ok(Step::More));
         assert_eq!(
             r.push(true, Continuation, b"cd"),
-            Ok(Step::Assembled { text: true, payload: b"abcd".to_vec() })
+            Ok(Step::Assembled {
+                text: true,
+                payload: b"abcd".to_vec()
+            })
         );
-        assert_eq!(r.push(true, Binary, &[0xff]), Ok(Step::Whole { text: false }));
+        assert_eq!(
+            r.push(true, Binary, &[0xff]),
+            Ok(Step::Whole { text: false })
+        );
     }
 
     #[test]
@@ -145,22 +151,35 @@ mod tests {
         let mut r = Reassembler::new(100);
         assert_eq!(r.push(false, Text, &euro[..1]), Ok(Step::More));
         assert_eq!(r.push(false, Continuation, &euro[1..2]), Ok(Step::More));
-        assert!(matches!(r.push(true, Continuation, &euro[2..]), Ok(Step::Assembled { .. })));
+        assert!(matches!(
+            r.push(true, Continuation, &euro[2..]),
+            Ok(Step::Assembled { .. })
+        ));
 
         let mut r = Reassembler::new(100);
         assert_eq!(r.push(false, Text, b"ok"), Ok(Step::More));
-        assert_eq!(r.push(false, Continuation, &[0xff]).unwrap_err().0, 1007, "fails before FIN");
+        assert_eq!(
+            r.push(false, Continuation, &[0xff]).unwrap_err().0,
+            1007,
+            "fails before FIN"
+        );
 
         let mut r = Reassembler::new(100);
         r.push(false, Text, &euro[..2]).unwrap();
         assert_eq!(r.push(true, Continuation, b"").unwrap_err().0, 1007);
-        assert_eq!(Reassembler::new(9).push(true, Text, &[0xc3]).unwrap_err().0, 1007);
+        assert_eq!(
+            Reassembler::new(9).push(true, Text, &[0xc3]).unwrap_err().0,
+            1007
+        );
     }
 
     #[test]
     fn the_size_limit_is_exact_over_all_fragments() {
         let mut r = Reassembler::new(4);
-        assert_eq!(r.push(true, Binary, b"1234"), Ok(Step::Whole { text: false }));
+        assert_eq!(
+            r.push(true, Binary, b"1234"),
+            Ok(Step::Whole { text: false })
+        );
         assert_eq!(r.push(true, Binary, b"12345").unwrap_err().0, 1009);
         r.push(false, Binary, b"12").unwrap();
         assert!(r.push(true, Continuation, b"34").is_ok());
@@ -171,7 +190,13 @@ mod tests {
 
     #[test]
     fn fragment_order_violations_are_protocol_errors() {
-        assert_eq!(Reassembler::new(9).push(true, Continuation, b"x").unwrap_err().0, 1002);
+        assert_eq!(
+            Reassembler::new(9)
+                .push(true, Continuation, b"x")
+                .unwrap_err()
+                .0,
+            1002
+        );
         let mut r = Reassembler::new(9);
         r.push(false, Text, b"a").unwrap();
         assert_eq!(r.push(true, Text, b"b").unwrap_err().0, 1002);

@@ -13,7 +13,10 @@ const MAX_IOV: usize = 64;
 /// Writes every frame of `batch`, gathering up to [`MAX_IOV`] frames per vectored write.
 /// Returns the bytes written. Cancel-safe in the sense that matters here: when the future
 /// is dropped the connection is being abandoned.
-pub async fn write_batch<W: AsyncWrite + Unpin>(w: &mut W, batch: &VecDeque<Bytes>) -> io::Result<usize> {
+pub async fn write_batch<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    batch: &VecDeque<Bytes>,
+) -> io::Result<usize> {
     let (mut idx, mut off, mut total) = (0usize, 0usize, 0usize);
     loop {
         while idx < batch.len() && off == batch[idx].len() {
@@ -68,13 +71,21 @@ mod tests {
     }
 
     impl AsyncWrite for Trickle {
-        fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
             let n = buf.len().min(self.step);
             self.out.extend_from_slice(&buf[..n]);
             self.calls += 1;
             Poll::Ready(Ok(n))
         }
-        fn poll_write_vectored(mut self: Pin<&mut Self>, _: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
             let mut n = 0;
             for b in bufs {
                 let take = b.len().min(self.step - n);
@@ -106,11 +117,19 @@ mod tests {
             .collect();
         let want: Vec<u8> = frames.iter().flat_map(|f| f.to_vec()).collect();
         for step in [1, 7, 64, 100_000] {
-            let mut w = Trickle { out: Vec::new(), step, calls: 0 };
+            let mut w = Trickle {
+                out: Vec::new(),
+                step,
+                calls: 0,
+            };
             let n = write_batch(&mut w, &frames).await.unwrap();
             assert_eq!((n, &w.out), (want.len(), &want), "step {step}");
             if step == 100_000 {
-                assert_eq!(w.calls, 200_usize.div_ceil(MAX_IOV), "one syscall per {MAX_IOV} frames");
+                assert_eq!(
+                    w.calls,
+                    200_usize.div_ceil(MAX_IOV),
+                    "one syscall per {MAX_IOV} frames"
+                );
             }
         }
     }

@@ -29,18 +29,28 @@ pub struct TestRelay {
 
 /// The test defaults: a publish key, everything else as shipped.
 pub fn config() -> Config {
-    Config { publish_key: Some(KEY.into()), ..Config::default() }
+    Config {
+        publish_key: Some(KEY.into()),
+        ..Config::default()
+    }
 }
 
 pub async fn start(config: Config) -> TestRelay {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().unwrap();
     let relay = Relay::new(config);
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(tickrelay::serve(listener, relay.clone(), async {
         let _ = rx.await;
     }));
-    TestRelay { addr, relay, stop: Some(tx), task }
+    TestRelay {
+        addr,
+        relay,
+        stop: Some(tx),
+        task,
+    }
 }
 
 impl TestRelay {
@@ -53,7 +63,10 @@ impl TestRelay {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
-        tokio::time::timeout(WAIT, &mut self.task).await.expect("serve returned").unwrap();
+        tokio::time::timeout(WAIT, &mut self.task)
+            .await
+            .expect("serve returned")
+            .unwrap();
     }
 
     /// GET /stats as JSON.
@@ -71,7 +84,10 @@ impl TestRelay {
             if pred(&s) {
                 return s;
             }
-            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}: {s}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}: {s}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -79,14 +95,30 @@ impl TestRelay {
     /// POST /publish/{channel} with the test key; returns (status, body).
     pub async fn publish(&self, channel: &str, data: &str) -> (u16, String) {
         let auth = format!("Bearer {KEY}");
-        let (s, _, b) = http(self.addr, "POST", &format!("/publish/{channel}"), &[("Authorization", &auth)], data.as_bytes()).await;
+        let (s, _, b) = http(
+            self.addr,
+            "POST",
+            &format!("/publish/{channel}"),
+            &[("Authorization", &auth)],
+            data.as_bytes(),
+        )
+        .await;
         (s, b)
     }
 }
 
 /// One HTTP/1.1 request on a fresh connection; returns (status, head, body).
-pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String, String) {
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, String) {
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -95,10 +127,17 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, 
     s.write_all(req.as_bytes()).await.unwrap();
     s.write_all(body).await.unwrap();
     let mut out = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut out)).await.expect("response in time").unwrap();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut out))
+        .await
+        .expect("response in time")
+        .unwrap();
     let text = String::from_utf8_lossy(&out).to_string();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     (status, head.to_string(), body.to_string())
 }
 
@@ -106,7 +145,9 @@ pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStre
 
 /// Connects a standard client and reads the welcome.
 pub async fn ws(url: &str) -> Ws {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws connect");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("ws connect");
     let w = recv(&mut ws).await;
     assert_eq!(w["type"], "welcome", "{w}");
     ws
@@ -119,7 +160,11 @@ pub async fn send(ws: &mut Ws, text: &str) {
 /// Next text message, raw.
 pub async fn recv_text(ws: &mut Ws) -> String {
     loop {
-        let m = tokio::time::timeout(WAIT, ws.next()).await.expect("message in time").expect("stream open").expect("ws ok");
+        let m = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("message in time")
+            .expect("stream open")
+            .expect("ws ok");
         match m {
             Message::Text(t) => return t.to_string(),
             Message::Ping(_) | Message::Pong(_) => continue,
@@ -163,7 +208,10 @@ impl RawWs {
         let mut stream = TcpStream::connect(addr).await.unwrap();
         let req = format!("GET /ws{query} HTTP/1.1\r\nHost: {addr}\r\n{UPGRADE_HEADERS}\r\n");
         stream.write_all(req.as_bytes()).await.unwrap();
-        let mut ws = RawWs { stream, buf: Vec::new() };
+        let mut ws = RawWs {
+            stream,
+            buf: Vec::new(),
+        };
         let head = ws.read_until_head_end().await;
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
         let (op, payload) = ws.read_frame().await.expect("welcome");
@@ -180,7 +228,10 @@ impl RawWs {
                 return head;
             }
             let mut chunk = [0u8; 4096];
-            let n = tokio::time::timeout(WAIT, self.stream.read(&mut chunk)).await.expect("head in time").unwrap();
+            let n = tokio::time::timeout(WAIT, self.stream.read(&mut chunk))
+                .await
+                .expect("head in time")
+                .unwrap();
             assert!(n > 0, "EOF before the response head");
             self.buf.extend_from_slice(&chunk[..n]);
         }
@@ -188,11 +239,15 @@ impl RawWs {
 
     /// Sends one masked frame.
     pub async fn send_frame(&mut self, fin: bool, opcode: u8, payload: &[u8]) {
-        self.stream.write_all(&masked_frame(fin, opcode, payload)).await.unwrap();
+        self.stream
+            .write_all(&masked_frame(fin, opcode, payload))
+            .await
+            .unwrap();
     }
 
     pub async fn send_text(&mut self, text: &str) {
-        self.send_frame(true, encode::OP_TEXT, text.as_bytes()).await;
+        self.send_frame(true, encode::OP_TEXT, text.as_bytes())
+            .await;
     }
 
     /// Next frame (opcode, payload), or `None` at EOF.
@@ -208,7 +263,10 @@ impl RawWs {
                 }
             }
             let mut chunk = [0u8; 65536];
-            let n = match tokio::time::timeout(WAIT, self.stream.read(&mut chunk)).await.expect("frame in time") {
+            let n = match tokio::time::timeout(WAIT, self.stream.read(&mut chunk))
+                .await
+                .expect("frame in time")
+            {
                 Ok(n) => n,
                 Err(_) => return None, // reset
             };
@@ -226,7 +284,12 @@ impl RawWs {
             if op == encode::OP_PING {
                 continue;
             }
-            assert_eq!(op, encode::OP_TEXT, "payload {:?}", String::from_utf8_lossy(&p));
+            assert_eq!(
+                op,
+                encode::OP_TEXT,
+                "payload {:?}",
+                String::from_utf8_lossy(&p)
+            );
             return serde_json::from_slice(&p).expect("JSON");
         }
     }
@@ -235,7 +298,11 @@ impl RawWs {
     pub async fn expect_close(&mut self) -> Option<u16> {
         while let Some((op, p)) = self.read_frame().await {
             if op == encode::OP_CLOSE {
-                return if p.len() >= 2 { Some(u16::from_be_bytes([p[0], p[1]])) } else { Some(1005) };
+                return if p.len() >= 2 {
+                    Some(u16::from_be_bytes([p[0], p[1]]))
+                } else {
+                    Some(1005)
+                };
             }
         }
         None
