@@ -1,0 +1,75 @@
+//! Hub fan-out to in-memory subscribers: the cost of one publish as the audience grows.
+//! Outboxes are drained between measured publishes (untimed), as a writer would.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tickrelay::hub::outbox::Outbox;
+use tickrelay::hub::{Hub, Subscriber};
+use tickrelay::metrics::Metrics;
+
+const TICK: &[u8] = br#"{"symbol":"BTC-USD","price":43250.50,"bid":43248.25,"ask":43252.75,"change_24h":2.45,"volume_24h":28500000.00,"ts":1732270000123}"#;
+
+fn fanout(c: &mut Criterion) {
+    let mut g = c.benchmark_group("fanout");
+    for n in [1usize, 100, 10_000] {
+        let hub = Hub::new(8, 1000, Arc::new(Metrics::default()));
+        let outboxes: Vec<Arc<Outbox>> = (0..n).map(|_| Arc::new(Outbox::new(64 << 20))).collect();
+        for (i, o) in outboxes.iter().enumerate() {
+            hub.subscribe(
+                "ticker:BTC-USD",
+                &Subscriber {
+                    conn: i as u64,
+                    outbox: o.clone(),
+                    raw: false,
+                },
+            )
+            .unwrap();
+        }
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(BenchmarkId::from_parameter(n), |b| {
+            let mut batch = VecDeque::new();
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                for i in 0..iters {
+                    let t = Instant::now();
+                    std::hint::black_box(hub.publish("ticker:BTC-USD", TICK).unwrap());
+                    spent += t.elapsed();
+                    if i % 64 == 63 {
+                        for o in &outboxes {
+                            let taken = o.take(&mut batch);
+                            o.release(taken.bytes);
+                            batch.clear();
+                        }
+                    }
+                }
+                spent
+            })
+        });
+    }
+    g.finish();
+}
+
+fn churn(c: &mut Criterion) {
+    let hub = Hub::new(8, 100_000, Arc::new(Metrics::default()));
+    let outbox = Arc::new(Outbox::new(1 << 20));
+    let names: Vec<String> = (0..64).map(|i| format!("ticker:SYM{i}")).collect();
+    c.bench_function("subscribe_unsubscribe", |b| {
+        let mut i = 0u64;
+        b.iter(|| {
+            let name = &names[(i % 64) as usize];
+            let sub = Subscriber {
+                conn: i,
+                outbox: outbox.clone(),
+                raw: false,
+            };
+            hub.subscribe(name, &sub).unwrap();
+            hub.unsubscribe(name, i);
+            i += 1;
+        })
+    });
+}
+
+criterion_group!(benches, fanout, churn);
+criterion_main!(benches);
