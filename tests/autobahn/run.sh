@@ -21,6 +21,8 @@ Usage: tests/autobahn/run.sh [options]
   --runner NAME      wstest (default: Autobahn's own runner, Python 2.7) or
                      kosoku (Python 3 port of the same cases; used
                      automatically when no Python 2.7 is found)
+  --path PATH        WebSocket path on the server (default: /ws, tickrelay's
+                     only upgrade path)
   --port N           server port (default: a free one)
   --timeout SECS     wall-clock limit for the runner (default: 480)
   --install-only     install the runner, then exit
@@ -38,6 +40,7 @@ CASES='1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*,10.*'
 SERVER_CMD=''
 RUNNER=''
 PORT=''
+WS_PATH=/ws
 TIMEOUT=480
 INSTALL_ONLY=0
 
@@ -47,6 +50,7 @@ while [[ $# -gt 0 ]]; do
         --server-cmd) SERVER_CMD=$2; shift 2 ;;
         --runner) RUNNER=$2; shift 2 ;;
         --port) PORT=$2; shift 2 ;;
+        --path) WS_PATH=$2; shift 2 ;;
         --timeout) TIMEOUT=$2; shift 2 ;;
         --install-only) INSTALL_ONLY=1; shift ;;
         -h|--help) usage; exit 0 ;;
@@ -61,6 +65,7 @@ die() { printf 'autobahn: error: %s\n' "$*" >&2; exit 1; }
 CASES=$(tr -d '"'"' " <<<"$CASES")
 [[ $CASES =~ ^[0-9.*]+(,[0-9.*]+)*$ ]] || die "bad --cases: $CASES"
 [[ -z $RUNNER || $RUNNER == wstest || $RUNNER == kosoku ]] || die "bad --runner: $RUNNER"
+[[ $WS_PATH =~ ^/[A-Za-z0-9._~/-]*$ ]] || die "bad --path: $WS_PATH"
 
 # CI has no terminal: nothing may prompt.
 export PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 DEBIAN_FRONTEND=noninteractive
@@ -148,19 +153,52 @@ fi
 if command -v flock >/dev/null; then exec 9>&-; fi
 [[ $INSTALL_ONLY == 1 ]] && { log "runner $RUNNER installed in $AB_HOME"; exit 0; }
 
-# --- server -----------------------------------------------------------------
-if [[ -z $SERVER_CMD ]]; then
-    log "building tickrelay (release)"
-    cargo=$(command -v cargo || echo "${HOME:-/root}/.cargo/bin/cargo")
-    (cd "$ROOT" && "$cargo" build --release --bin tickrelay </dev/null)
-    # 9.1.6/9.2.6 echo exactly 16 MiB: the limit must admit that size.
-    SERVER_CMD="$(printf %q "$ROOT/target/release/tickrelay") --echo"
-    SERVER_CMD+=" --listen 127.0.0.1:{port} --max-message-bytes 16777216"
+# --- expected cases ---------------------------------------------------------
+# Expand the globs the way the runner does, before anything can go wrong, so
+# that every failure from here on (build, server start, a run that stops
+# early) still ends with the summary: cases never reached count as failed.
+rm -rf "$OUT/report" "$OUT/summary.json"
+if [[ $RUNNER == wstest ]]; then
+    "$AB_HOME/wstest/bin/python" - "$CASES" >"$OUT/expected-cases.txt" <<'EOF'
+import sys
+from autobahntestsuite.case import (Cases, CaseCategories, CaseSubCategories,
+                                    CaseSetname, CaseBasename)
+from autobahntestsuite.caseset import CaseSet
+cs = CaseSet(CaseSetname, CaseBasename, Cases, CaseCategories, CaseSubCategories)
+print("\n".join(cs.parseSpecCases({"cases": sys.argv[1].split(",")})))
+EOF
+else
+    # kosoku's case index is private API, so this is best effort (kosoku
+    # writes no report at all when it is stopped).
+    if ! "$AB_HOME/kosoku/bin/python" - "$CASES" >"$OUT/expected-cases.txt" <<'EOF'
+import fnmatch, sys
+from kosoku._caseindex import initialize_shims
+initialize_shims()
+from kosoku.cases import CASES
+globs = sys.argv[1].split(",")
+print("\n".join(c for c in CASES if any(fnmatch.fnmatchcase(c, g) for g in globs)))
+EOF
+    then
+        log "WARNING: could not list kosoku's cases"
+        : >"$OUT/expected-cases.txt"
+    fi
 fi
-if [[ -z $PORT ]]; then
-    [[ $SERVER_CMD == *'{port}'* ]] || die "--server-cmd has no {port}; pass --port"
-    PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-fi
+[[ -s $OUT/expected-cases.txt ]] || [[ $RUNNER == kosoku ]] ||
+    die "no case matches --cases $CASES"
+
+summarize() {  # the last thing printed: the table and the conformance line
+    python3 "$HERE/summarize.py" "$OUT/report" --expected "$OUT/expected-cases.txt" \
+        --json "$OUT/summary.json" --note "$1"
+}
+# A failure before or instead of the run: say why, then summarize (every
+# expected case "not run") so that CI still gets its conformance line.
+fail_run() {
+    printf 'autobahn: error: %s\n' "$*" >&2
+    cleanup
+    SERVER_PID=''
+    summarize "runner=$RUNNER cases=$CASES error=$*" || true
+    exit 1
+}
 
 SERVER_PID='' RUNNER_PID=''
 cleanup() {
@@ -177,6 +215,24 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# --- server -----------------------------------------------------------------
+if [[ -z $SERVER_CMD ]]; then
+    log "building tickrelay (release)"
+    cargo=$(command -v cargo || echo "${HOME:-/root}/.cargo/bin/cargo")
+    (cd "$ROOT" && "$cargo" build --release --bin tickrelay </dev/null) ||
+        fail_run "cargo build --release --bin tickrelay failed"
+    # Where cargo put it: CARGO_TARGET_DIR (relative to the root) or target/.
+    target_dir=${CARGO_TARGET_DIR:-target}
+    [[ $target_dir == /* ]] || target_dir=$ROOT/$target_dir
+    # 9.1.6/9.2.6 echo exactly 16 MiB: the limit must admit that size.
+    SERVER_CMD="$(printf %q "$target_dir/release/tickrelay") --echo"
+    SERVER_CMD+=" --listen 127.0.0.1:{port} --max-message-bytes 16777216"
+fi
+if [[ -z $PORT ]]; then
+    [[ $SERVER_CMD == *'{port}'* ]] || die "--server-cmd has no {port}; pass --port"
+    PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+fi
+
 cmd=${SERVER_CMD//\{port\}/$PORT}
 log "server: $cmd"
 setsid bash -c "$cmd" </dev/null >"$OUT/server.log" 2>&1 &
@@ -184,12 +240,17 @@ SERVER_PID=$!
 for i in $(seq 300); do
     if ! kill -0 "$SERVER_PID" 2>/dev/null; then
         tail -n 20 "$OUT/server.log"
-        die "server exited before accepting connections (log: $OUT/server.log)"
+        fail_run "server exited before accepting connections (log: $OUT/server.log)"
     fi
     (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-    [[ $i == 300 ]] && die "server not accepting on 127.0.0.1:$PORT after 30s"
+    [[ $i == 300 ]] && fail_run "server not accepting on 127.0.0.1:$PORT after 30s"
     sleep 0.1
 done
+URL=ws://127.0.0.1:$PORT$WS_PATH
+# One real upgrade first: a wrong path or a broken handshake would otherwise
+# show up only as every case failing "opening handshake never completed".
+probe=$(python3 "$HERE/probe.py" "$PORT" "$WS_PATH") ||
+    fail_run "WebSocket upgrade probe failed: $probe (wrong --path?)"
 
 # --- run --------------------------------------------------------------------
 # In the background plus `wait`, so that an INT/TERM sent to this script is
@@ -200,21 +261,19 @@ run_bounded() {
     wait "$RUNNER_PID" || rc=$?
     RUNNER_PID=''
 }
-rm -rf "$OUT/report" "$OUT/summary.json"
-: >"$OUT/expected-cases.txt"
-log "running cases $CASES with $RUNNER against ws://127.0.0.1:$PORT"
+log "running cases $CASES with $RUNNER against $URL"
 start=$SECONDS
 rc=0
 if [[ $RUNNER == wstest ]]; then
     # Timeouts are wstest's defaults, spelled out: they bound each case when a
     # server hangs (no upgrade reply, no close reply, no TCP close). Loopback
     # needs far less; larger values would make a broken server take far longer.
-    python3 - "$OUT" "$PORT" "$CASES" <<'EOF'
+    python3 - "$OUT" "$URL" "$CASES" <<'EOF'
 import json, sys
-out, port, cases = sys.argv[1:]
+out, url, cases = sys.argv[1:]
 spec = {
     "outdir": out + "/report",
-    "servers": [{"agent": "tickrelay", "url": "ws://127.0.0.1:" + port}],
+    "servers": [{"agent": "tickrelay", "url": url}],
     "cases": cases.split(","),
     "exclude-cases": [],
     "exclude-agent-cases": {},
@@ -224,38 +283,14 @@ spec = {
 with open(out + "/fuzzingclient.json", "w") as f:
     json.dump(spec, f, indent=2)
 EOF
-    # Expand the globs the way wstest does, so a run that stops early shows
-    # the cases it never reached as failures instead of silently fewer cases.
-    "$AB_HOME/wstest/bin/python" - "$OUT/fuzzingclient.json" >"$OUT/expected-cases.txt" <<'EOF'
-import json, sys
-from autobahntestsuite.case import (Cases, CaseCategories, CaseSubCategories,
-                                    CaseSetname, CaseBasename)
-from autobahntestsuite.caseset import CaseSet
-cs = CaseSet(CaseSetname, CaseBasename, Cases, CaseCategories, CaseSubCategories)
-print("\n".join(cs.parseSpecCases(json.load(open(sys.argv[1])))))
-EOF
     run_bounded "$AB_HOME/wstest/bin/python" -u "$HERE/wstest_run.py" \
         "$OUT/fuzzingclient.json"
 else
     args=()
     IFS=, read -ra globs <<<"$CASES"
     for g in "${globs[@]}"; do args+=(-i "$g"); done
-    # Same expansion as for wstest (kosoku writes no report at all when it is
-    # stopped); kosoku's case index is private API, so this is best effort.
-    if ! "$AB_HOME/kosoku/bin/python" - "$CASES" >"$OUT/expected-cases.txt" <<'EOF'
-import fnmatch, sys
-from kosoku._caseindex import initialize_shims
-initialize_shims()
-from kosoku.cases import CASES
-globs = sys.argv[1].split(",")
-print("\n".join(c for c in CASES if any(fnmatch.fnmatchcase(c, g) for g in globs)))
-EOF
-    then
-        log "WARNING: could not list kosoku's cases"
-        : >"$OUT/expected-cases.txt"
-    fi
     # kosoku exits 1 when any case fails; the summary below judges that.
-    run_bounded "$AB_HOME/kosoku/bin/kosoku" -m fuzzingclient "127.0.0.1:$PORT" \
+    run_bounded "$AB_HOME/kosoku/bin/kosoku" -m fuzzingclient "$URL" \
         "${args[@]}" -o "$OUT/report"
     if [[ $rc == 1 ]]; then rc=0; fi
 fi
@@ -274,6 +309,5 @@ log "runner took ${elapsed}s; log $OUT/runner.log"
 log "HTML report: $OUT/report/index.html"
 log "JSON summary: $OUT/summary.json"
 src=0
-python3 "$HERE/summarize.py" "$OUT/report" --expected "$OUT/expected-cases.txt" \
-    --json "$OUT/summary.json" --note "runner=$RUNNER cases=$CASES seconds=$elapsed" || src=$?
+summarize "runner=$RUNNER cases=$CASES seconds=$elapsed" || src=$?
 [[ $rc == 0 && $src == 0 ]]

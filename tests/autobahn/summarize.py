@@ -7,7 +7,9 @@ Counting rule: a case passes only if its behavior is OK or INFORMATIONAL
 *and* its closing behavior is OK or INFORMATIONAL. NON-STRICT, FAILED,
 WRONG CODE, UNCLEAN, FAILED BY CLIENT, NO_CLOSE, and cases listed in
 --expected but absent from the report (runner stopped early, server died)
-all count as failed; UNIMPLEMENTED counts as skipped. The last line printed
+all count as failed, except NON-STRICT cases listed with a reason in
+allowed-non-strict.txt (each explained in the README); UNIMPLEMENTED counts
+as skipped. The last line printed
 is the one CI reads: `conformance: N passed, N failed, N skipped`.
 Exits 1 if anything failed or nothing ran.
 """
@@ -55,6 +57,18 @@ def detail(report_dir, entry):
     return " ".join(text.split())[:240]
 
 
+def allowed_non_strict():
+    """Case id -> reason, from allowed-non-strict.txt beside this file."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "allowed-non-strict.txt")
+    allowed = {}
+    with open(path) as f:
+        for line in f:
+            if line.strip() and not line.startswith("#"):
+                cid, _, why = line.strip().partition(" ")
+                allowed[cid] = why
+    return allowed
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("report_dir")
@@ -79,12 +93,15 @@ def main():
         with open(args.expected) as f:
             ids |= {line.strip() for line in f if line.strip()}
 
-    groups, failures = {}, []
+    allowed = allowed_non_strict()
+    groups, failures, excused = {}, [], []
     for cid in sorted(ids, key=case_key):
         outcome = classify(results.get(cid))
         row = groups.setdefault(cid.split(".")[0], dict.fromkeys(COLUMNS, 0))
         row[outcome] += 1
-        if outcome in ("failed", "non-strict"):
+        if outcome == "non-strict" and cid in allowed:
+            excused.append(cid)
+        elif outcome in ("failed", "non-strict"):
             failures.append(
                 {"id": cid, "outcome": outcome,
                  "detail": detail(args.report_dir, results.get(cid))})
@@ -93,8 +110,8 @@ def main():
     for row in groups.values():
         for col in COLUMNS:
             total[col] += row[col]
-    passed = total["ok"] + total["informational"]
-    failed = total["non-strict"] + total["failed"]
+    passed = total["ok"] + total["informational"] + len(excused)
+    failed = total["non-strict"] - len(excused) + total["failed"]
     skipped = total["unimplemented"]
 
     fmt = "%-7s %6s %6s %11s %14s %14s %7s"
@@ -105,6 +122,11 @@ def main():
         print(fmt % ((name, sum(row.values())) + tuple(row[c] for c in COLUMNS)))
     print(fmt % (("all", len(ids)) + tuple(total[c] for c in COLUMNS)))
 
+    if excused:
+        print("\nnon-strict, accepted (tests/autobahn/allowed-non-strict.txt, README):")
+        for cid in excused:
+            print("  %-9s %s" % (cid, allowed[cid]))
+
     ran = [f for f in failures if f["id"] in results]
     missing = [f["id"] for f in failures if f["id"] not in results]
     if failures:
@@ -113,7 +135,10 @@ def main():
             print("  %-9s %s" % (item["id"], item["detail"]))
         if len(ran) > 60:
             print("  ... %d more in the JSON summary" % (len(ran) - 60))
-        if missing:
+        if missing and not results:
+            print("  all %d cases not run: no report (see the error above)"
+                  % len(missing))
+        elif missing:
             print("  %d cases not run (runner stopped early or server gone), "
                   "%s .. %s; %s probably hung or crashed the server"
                   % (len(missing), missing[0], missing[-1], missing[0]))
@@ -127,6 +152,7 @@ def main():
             "by_outcome": total,
             "groups": groups,
             "failures": failures,
+            "accepted_non_strict": excused,
         }
         with open(args.json, "w") as f:
             json.dump(summary, f, indent=2)
