@@ -95,11 +95,7 @@ impl Outbox {
             return Push::Closed;
         }
         if st.bytes + frame.len() > self.limit {
-            self.overflow(&mut st);
-            drop(st);
-            self.wake.notify_one();
-            self.doom.notify_one();
-            return Push::Overflow;
+            return self.overflow(st);
         }
         let was_empty = st.queue.is_empty();
         st.bytes += frame.len();
@@ -111,7 +107,8 @@ impl Outbox {
         Push::Queued
     }
 
-    fn overflow(&self, st: &mut State) {
+    /// The queue would pass its limit: drop it, queue `1008 slow consumer`, wake the writer.
+    fn overflow(&self, mut st: parking_lot::MutexGuard<'_, State>) -> Push {
         let dropped: usize = st.queue.iter().map(Bytes::len).sum();
         st.bytes -= dropped;
         st.dropped += st.queue.iter().filter(|f| !f.is_empty()).count() as u64;
@@ -123,6 +120,10 @@ impl Outbox {
         st.queue.push_back(close);
         st.closing = true;
         st.doomed_at = Some(Instant::now());
+        drop(st);
+        self.wake.notify_one();
+        self.doom.notify_one();
+        Push::Overflow
     }
 
     /// Reserves the next place in the queue for a frame that is not built yet. Returns
@@ -147,11 +148,7 @@ impl Outbox {
         }
         st.pending = None;
         if st.bytes + frame.len() > self.limit {
-            self.overflow(&mut st);
-            drop(st);
-            self.wake.notify_one();
-            self.doom.notify_one();
-            return Push::Overflow;
+            return self.overflow(st);
         }
         let idx = (slot.0 - st.head_seq) as usize;
         st.bytes += frame.len();
