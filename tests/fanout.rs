@@ -35,16 +35,7 @@ async fn a_thousand_subscribers_each_get_all_thousand_messages_in_order() {
     let body: String = (1..=MSGS)
         .map(|i| format!("{{\"channel\":\"ticker:ALL\",\"data\":{{\"i\":{i}}}}}\n"))
         .collect();
-    let auth = format!("Bearer {KEY}");
-    let (status, _, resp) = http(
-        r.addr,
-        "POST",
-        "/publish",
-        &[("Authorization", &auth)],
-        body.as_bytes(),
-    )
-    .await;
-    assert_eq!(status, 200, "{resp}");
+    r.publish_batch(&body).await;
     for t in readers {
         tokio::time::timeout(Duration::from_secs(60), t)
             .await
@@ -96,7 +87,6 @@ async fn a_connection_that_never_reads_is_closed_as_a_slow_consumer_and_others_g
         })
         .collect();
     let pad = "x".repeat(1000);
-    let auth = format!("Bearer {KEY}");
     for b in 0..batches {
         // Offer the next batch once every healthy client has read the one before.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -113,15 +103,7 @@ async fn a_connection_that_never_reads_is_closed_as_a_slow_consumer_and_others_g
         let body: String = (0..per_batch)
             .map(|_| format!("{{\"channel\":\"busy\",\"data\":\"{pad}\"}}\n"))
             .collect();
-        let (status, _, _) = http(
-            r.addr,
-            "POST",
-            "/publish",
-            &[("Authorization", &auth)],
-            body.as_bytes(),
-        )
-        .await;
-        assert_eq!(status, 200);
+        r.publish_batch(&body).await;
     }
     let mut healthy = Vec::new();
     for t in readers {

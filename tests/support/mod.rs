@@ -76,6 +76,21 @@ impl TestRelay {
         serde_json::from_str(&body).expect("stats is JSON")
     }
 
+    /// POST /publish (NDJSON batch) with the test key; asserts 200 and returns the body.
+    pub async fn publish_batch(&self, ndjson: &str) -> String {
+        let auth = format!("Bearer {KEY}");
+        let (status, _, body) = http(
+            self.addr,
+            "POST",
+            "/publish",
+            &[("Authorization", &auth)],
+            ndjson.as_bytes(),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
     /// Waits until `pred(stats)` holds.
     pub async fn wait_stats(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + WAIT;
