@@ -5,7 +5,11 @@
 
 use clap::Parser;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::namespace::Namespaces;
 
 /// Default largest WebSocket message a client may send, and largest publish `data`.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -37,6 +41,8 @@ pub const DEFAULT_CLOSE_TIMEOUT_MS: u64 = 2_000;
 pub const DEFAULT_SLOW_CLOSE_GRACE_MS: u64 = 1_000;
 /// Default for `--shutdown-grace-ms`.
 pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 5_000;
+/// Default for `--history-max-bytes`.
+pub const DEFAULT_HISTORY_MAX_BYTES: usize = 256 * 1024 * 1024;
 
 /// tickrelay: a WebSocket edge relay for real-time market data.
 #[derive(Parser, Debug, Clone)]
@@ -120,6 +126,23 @@ pub struct Config {
     /// On SIGTERM/SIGINT, how long to drain queues before exiting (ms).
     #[arg(long, env = "TICKRELAY_SHUTDOWN_GRACE_MS", default_value_t = DEFAULT_SHUTDOWN_GRACE_MS)]
     pub shutdown_grace_ms: u64,
+
+    /// Bytes all channels' history rings may hold together. Past it, the publishing
+    /// channel forgets its oldest messages first (it always keeps its newest one).
+    #[arg(long, env = "TICKRELAY_HISTORY_MAX_BYTES", default_value_t = DEFAULT_HISTORY_MAX_BYTES)]
+    pub history_max_bytes: usize,
+
+    /// TOML file declaring namespaces (delivery, history, access); see `--print-config`.
+    #[arg(long = "config", env = "TICKRELAY_CONFIG")]
+    pub config_file: Option<PathBuf>,
+
+    /// Print the effective configuration (flags and namespaces) and exit.
+    #[arg(long)]
+    pub print_config: bool,
+
+    /// The namespace table: built-in defaults, or what `--config` declares.
+    #[arg(skip)]
+    pub namespaces: Arc<Namespaces>,
 }
 
 impl Default for Config {
@@ -147,6 +170,10 @@ impl Default for Config {
             close_timeout_ms: DEFAULT_CLOSE_TIMEOUT_MS,
             slow_close_grace_ms: DEFAULT_SLOW_CLOSE_GRACE_MS,
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
+            history_max_bytes: DEFAULT_HISTORY_MAX_BYTES,
+            config_file: None,
+            print_config: false,
+            namespaces: Arc::default(),
         }
     }
 }
@@ -166,6 +193,64 @@ impl Config {
     /// Silence after which a connection is closed: 2.5 heartbeats.
     pub fn idle_timeout(&self) -> Duration {
         self.heartbeat() * 5 / 2
+    }
+
+    /// Reads `--config` into [`Config::namespaces`].
+    pub fn load_file(&mut self) -> Result<(), String> {
+        let Some(path) = &self.config_file else {
+            return Ok(());
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let ns = Namespaces::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        self.namespaces = Arc::new(ns);
+        Ok(())
+    }
+
+    /// The effective configuration, as `--print-config` shows it: every flag as a comment
+    /// (secrets masked), then the namespaces as a file `--config` reads back.
+    pub fn render(&self) -> String {
+        let mut out = String::from("# tickrelay effective configuration\n");
+        out.push_str("# flags (set with --flag or TICKRELAY_* variables):\n");
+        let secret = |v: &Option<String>| if v.is_some() { "<set>" } else { "<unset>" };
+        let flags: [(&str, String); 22] = [
+            ("listen", self.listen.to_string()),
+            ("publish-key", secret(&self.publish_key).into()),
+            ("demo", self.demo.to_string()),
+            ("shards", self.shard_count().to_string()),
+            ("max-message-bytes", self.max_message_bytes.to_string()),
+            ("max-batch-bytes", self.max_batch_bytes.to_string()),
+            ("max-batch-items", self.max_batch_items.to_string()),
+            ("max-subscriptions", self.max_subscriptions.to_string()),
+            ("queue-bytes", self.queue_bytes.to_string()),
+            ("max-connections", self.max_connections.to_string()),
+            ("max-channels", self.max_channels.to_string()),
+            ("channel-idle-secs", self.channel_idle_secs.to_string()),
+            ("heartbeat-ms", self.heartbeat_ms.to_string()),
+            (
+                "handshake-timeout-ms",
+                self.handshake_timeout_ms.to_string(),
+            ),
+            ("max-header-bytes", self.max_header_bytes.to_string()),
+            ("close-timeout-ms", self.close_timeout_ms.to_string()),
+            ("slow-close-grace-ms", self.slow_close_grace_ms.to_string()),
+            ("shutdown-grace-ms", self.shutdown_grace_ms.to_string()),
+            ("history-max-bytes", self.history_max_bytes.to_string()),
+            (
+                "config",
+                self.config_file
+                    .as_ref()
+                    .map_or("<built-in namespaces>".into(), |p| p.display().to_string()),
+            ),
+            ("print-config", self.print_config.to_string()),
+            ("echo", self.echo.to_string()),
+        ];
+        for (k, v) in flags {
+            out.push_str(&format!("#   --{k} {v}\n"));
+        }
+        out.push('\n');
+        out.push_str(&self.namespaces.to_toml());
+        out
     }
 }
 

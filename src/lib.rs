@@ -10,6 +10,7 @@
 //! | concept | module |
 //! |---|---|
 //! | settings and limits, with defaults | [`config`] |
+//! | per-namespace delivery, history and access (`--config`) | [`namespace`] |
 //! | accept loop, relay state, graceful shutdown | [`server`] |
 //! | HTTP routing; upgrade, publish, stats endpoints | [`http`] |
 //! | the hand-written WebSocket upgrade | [`http::upgrade`] |
@@ -39,6 +40,7 @@ pub mod error;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod namespace;
 pub mod protocol;
 pub mod server;
 pub mod session;

@@ -11,7 +11,15 @@ async fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let config = Config::parse();
+    let mut config = Config::parse();
+    if let Err(e) = config.load_file() {
+        eprintln!("tickrelay: {e}");
+        return std::process::ExitCode::from(2);
+    }
+    if config.print_config {
+        print!("{}", config.render());
+        return std::process::ExitCode::SUCCESS;
+    }
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,
         Err(e) => {
