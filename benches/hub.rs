@@ -24,6 +24,7 @@ fn fanout(c: &mut Criterion) {
                     outbox: o.clone(),
                     raw: false,
                 },
+                None,
             )
             .unwrap();
         }
@@ -64,7 +65,7 @@ fn churn(c: &mut Criterion) {
                 outbox: outbox.clone(),
                 raw: false,
             };
-            hub.subscribe(name, &sub).unwrap();
+            hub.subscribe(name, &sub, None).unwrap();
             hub.unsubscribe(name, i);
             i += 1;
         })

@@ -63,7 +63,8 @@ impl Relay {
     /// Relay state for `config`.
     pub fn new(config: Config) -> Arc<Relay> {
         let metrics = Arc::new(Metrics::default());
-        let hub = Hub::new(config.shard_count(), config.max_channels, metrics.clone());
+        let hub = Hub::new(config.shard_count(), config.max_channels, metrics.clone())
+            .with_history(config.namespaces.clone(), config.history_max_bytes);
         Arc::new(Relay {
             config,
             hub,

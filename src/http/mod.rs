@@ -4,10 +4,12 @@
 //! |---|---|---|
 //! | `/ws` | GET (upgrade) | [`upgrade`] |
 //! | `/publish/{channel}`, `/publish` | POST | [`publish`] |
+//! | `/history/{channel}` | GET | [`history`] |
 //! | `/stats`, `/metrics`, `/health` | GET | [`stats`] |
 //!
 //! Errors are plain text, one line, with the status that fits.
 
+pub mod history;
 pub mod publish;
 pub mod stats;
 pub mod upgrade;
@@ -36,13 +38,17 @@ pub async fn route(req: Request<Incoming>, relay: Arc<Relay>, peer: SocketAddr) 
             publish::single(req, relay, &p["/publish/".len()..]).await
         }
         p if p == "/publish" || p.starts_with("/publish/") => method_not_allowed("POST"),
+        p if p.starts_with("/history/") && method == Method::GET => {
+            history::handle(&req, &relay, &p["/history/".len()..])
+        }
+        p if p.starts_with("/history/") => method_not_allowed("GET"),
         "/stats" | "/metrics" | "/health" if method == Method::GET || method == Method::HEAD => {
             stats::handle(&path, &relay)
         }
         "/stats" | "/metrics" | "/health" => method_not_allowed("GET"),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try GET /ws, POST /publish/{channel}, GET /stats",
+            "not found: try GET /ws, POST /publish/{channel}, GET /history/{channel}, GET /stats",
         ),
     }
 }

@@ -38,7 +38,7 @@ struct Counter {
     value: u64,
 }
 
-fn counters(relay: &Relay) -> [Counter; 10] {
+fn counters(relay: &Relay) -> [Counter; 12] {
     let m = &relay.metrics;
     let g = Metrics::get;
     let c = |prom, json, kind, help, value| Counter {
@@ -118,6 +118,20 @@ fn counters(relay: &Relay) -> [Counter; 10] {
             "counter",
             "Frames discarded when slow consumers were closed.",
             g(&m.dropped),
+        ),
+        c(
+            "history_bytes",
+            "history_bytes",
+            "gauge",
+            "Bytes held by channel history rings.",
+            relay.hub.history_bytes(),
+        ),
+        c(
+            "history_evictions_total",
+            "history_evictions",
+            "counter",
+            "History messages forgotten for the byte cap or their TTL.",
+            relay.hub.history_evictions(),
         ),
     ]
 }

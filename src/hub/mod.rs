@@ -7,6 +7,7 @@
 //! [`outbox::Outbox`]: no per-subscriber serialization or allocation, and no lock held
 //! while touching a socket (sockets belong to the writer tasks).
 
+pub mod history;
 pub mod outbox;
 pub mod shard;
 
@@ -17,6 +18,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::ErrorCode;
 use crate::metrics::Metrics;
+use crate::namespace::Namespaces;
+use history::{Budget, Coverage, History};
 use outbox::Push;
 use shard::{Channel, Shard};
 pub use shard::{Epoch, Subscriber};
@@ -39,6 +42,39 @@ pub struct Published {
     pub delivered: usize,
 }
 
+/// Where a reconnecting subscriber left off (`recover` in a subscribe).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recover<'a> {
+    /// The epoch it saw.
+    pub epoch: &'a str,
+    /// The last offset it received.
+    pub offset: u64,
+}
+
+/// The result of one subscribe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subscribed {
+    /// Where the channel stands: live messages continue after `position.offset`.
+    pub position: Position,
+    /// Whether the connection was not subscribed before.
+    pub new: bool,
+    /// With a `recover`: whether every missed message was replayed.
+    pub recovered: Option<bool>,
+}
+
+/// What `GET /history` shows of a channel.
+#[derive(Debug, Clone)]
+pub struct HistoryPage {
+    /// Where the channel stands.
+    pub position: Position,
+    /// Offset of the oldest message held (0: none held).
+    pub oldest: u64,
+    /// The messages' envelope frames, oldest first.
+    pub frames: Vec<history::Entry>,
+    /// Whether no message between the `since` asked for and the first returned is gone.
+    pub complete: bool,
+}
+
 /// The channel table and fan-out.
 #[derive(Debug)]
 pub struct Hub {
@@ -48,6 +84,8 @@ pub struct Hub {
     max_channels: usize,
     epoch_state: AtomicU64,
     metrics: Arc<Metrics>,
+    namespaces: Arc<Namespaces>,
+    budget: Budget,
 }
 
 /// Milliseconds since the Unix epoch (the `ts` of a message).
@@ -73,7 +111,26 @@ impl Hub {
             max_channels,
             epoch_state: AtomicU64::new(seed),
             metrics,
+            namespaces: Arc::default(),
+            budget: Budget::new(crate::config::DEFAULT_HISTORY_MAX_BYTES),
         }
+    }
+
+    /// Uses `namespaces` for history sizes and caps all history at `max_bytes`.
+    pub fn with_history(mut self, namespaces: Arc<Namespaces>, max_bytes: usize) -> Self {
+        self.namespaces = namespaces;
+        self.budget = Budget::new(max_bytes);
+        self
+    }
+
+    /// Bytes held by all channels' history.
+    pub fn history_bytes(&self) -> u64 {
+        self.budget.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Messages forgotten from history for space or age.
+    pub fn history_evictions(&self) -> u64 {
+        self.budget.evictions.load(Ordering::Relaxed)
     }
 
     /// Number of shards.
@@ -118,7 +175,9 @@ impl Hub {
         if self.channel_count.load(Ordering::Relaxed) >= self.max_channels {
             return Err(ErrorCode::TooManyChannels);
         }
-        let ch = Arc::new(Channel::new(self.new_epoch()));
+        let ns = self.namespaces.of(name);
+        let history = History::new(ns.history, ns.history_ttl);
+        let ch = Arc::new(Channel::new(self.new_epoch(), history));
         map.insert(name.into(), ch.clone());
         self.channel_count.fetch_add(1, Ordering::Relaxed);
         Ok(ch)
@@ -134,7 +193,7 @@ impl Hub {
             if st.removed {
                 continue;
             }
-            let prepared = st.prepare(name, ts, data);
+            let prepared = st.prepare(name, ts, data, &self.budget);
             // Hand over hand: this fan-out starts only after the previous one of this
             // channel has finished, so every subscriber sees offsets in order.
             let fanout = ch.fanout.lock();
@@ -172,22 +231,102 @@ impl Hub {
     }
 
     /// Adds `sub` to channel `name` (idempotent) and says where the channel stands:
-    /// every message after `offset` will be pushed to `sub`.
-    pub fn subscribe(&self, name: &str, sub: &Subscriber) -> Result<Position, ErrorCode> {
+    /// every message after `position.offset` will be pushed to `sub`.
+    ///
+    /// A new subscriber also gets, pushed to its outbox before any live message: with
+    /// `recover`, the messages it missed when the history still holds them all
+    /// (`recovered: true`), else the newest message as a snapshot; without, the newest
+    /// message (last value). Replay happens under the channel lock, so a publish racing
+    /// with this subscribe lands either in the replay or in the live stream, never both
+    /// or neither. A subscriber that was already subscribed gets nothing extra.
+    pub fn subscribe(
+        &self,
+        name: &str,
+        sub: &Subscriber,
+        recover: Option<Recover<'_>>,
+    ) -> Result<Subscribed, ErrorCode> {
         loop {
             let ch = self.channel_or_create(name)?;
             let mut st = ch.state.lock();
             if st.removed {
                 continue;
             }
-            if st.add(sub) {
+            let new = st.add(sub);
+            if new {
                 self.metrics.subscriptions.fetch_add(1, Ordering::Relaxed);
             }
-            return Ok(Position {
+            st.history.expire(Instant::now(), &self.budget);
+            let position = Position {
                 epoch: st.epoch,
                 offset: st.offset,
+            };
+            let mut recovered = None;
+            if new {
+                let coverage = match recover {
+                    Some(r) if r.epoch == st.epoch.as_str() => {
+                        st.history.coverage(r.offset, st.offset)
+                    }
+                    _ => Coverage::Gap,
+                };
+                let replay = match coverage {
+                    Coverage::UpToDate => 0..0,
+                    Coverage::From(i) => i..st.history.len(),
+                    Coverage::Gap => st.history.len().saturating_sub(1)..st.history.len(),
+                };
+                if recover.is_some() {
+                    recovered = Some(coverage != Coverage::Gap);
+                }
+                let mut overflowed = false;
+                for e in st.history.from_index(replay.start).take(replay.len()) {
+                    let pushed = if sub.raw {
+                        sub.outbox.push(&e.raw_frame())
+                    } else {
+                        sub.outbox.push(&e.frame)
+                    };
+                    overflowed |= pushed == Push::Overflow;
+                }
+                if overflowed {
+                    self.metrics
+                        .slow_consumer_closes
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            return Ok(Subscribed {
+                position,
+                new,
+                recovered,
             });
         }
+    }
+
+    /// What channel `name`'s history holds after offset `since` (the newest `limit`
+    /// messages without `since`; the first `limit` after it with). `None`: no such channel.
+    pub fn history(&self, name: &str, since: Option<u64>, limit: usize) -> Option<HistoryPage> {
+        let ch = self.channel(name)?;
+        let mut st = ch.state.lock();
+        st.history.expire(Instant::now(), &self.budget);
+        let h = &st.history;
+        let oldest = h.after(0).next().map_or(0, |e| e.offset);
+        let (frames, complete): (Vec<_>, bool) = match since {
+            Some(since) => {
+                let complete =
+                    since >= st.offset || matches!(h.coverage(since, st.offset), Coverage::From(_));
+                (h.after(since).take(limit).cloned().collect(), complete)
+            }
+            None => {
+                let skip = h.len().saturating_sub(limit);
+                (h.from_index(skip).cloned().collect(), true)
+            }
+        };
+        Some(HistoryPage {
+            position: Position {
+                epoch: st.epoch,
+                offset: st.offset,
+            },
+            oldest,
+            frames,
+            complete,
+        })
     }
 
     /// Removes connection `conn` from channel `name`. When this returns, no message of
@@ -214,10 +353,12 @@ impl Hub {
             let mut map = shard.channels.write();
             map.retain(|_, ch| {
                 let mut st = ch.state.lock();
+                st.history.expire(now, &self.budget);
                 let reclaim =
                     st.subscriber_count() == 0 && now.duration_since(st.last_active) >= idle;
                 if reclaim {
                     st.removed = true;
+                    st.history.clear(&self.budget);
                     removed += 1;
                 }
                 !reclaim

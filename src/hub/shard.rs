@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::history::{Budget, Entry, History};
 use super::outbox::Outbox;
 
 /// A subscriber as the hub sees it: where to push, and which frame it wants.
@@ -62,6 +63,8 @@ pub(crate) struct ChannelState {
     snapshot: Option<Arc<[Subscriber]>>,
     raw_count: usize,
     pub(crate) last_active: Instant,
+    /// The last messages, as frames.
+    pub(crate) history: History,
     /// Unlinked from its shard: whoever holds this `Arc` must look the name up again.
     pub(crate) removed: bool,
 }
@@ -83,7 +86,7 @@ pub(crate) struct Prepared {
 }
 
 impl Channel {
-    pub(crate) fn new(epoch: Epoch) -> Self {
+    pub(crate) fn new(epoch: Epoch, history: History) -> Self {
         Channel {
             state: Mutex::new(ChannelState {
                 offset: 0,
@@ -93,6 +96,7 @@ impl Channel {
                 snapshot: None,
                 raw_count: 0,
                 last_active: Instant::now(),
+                history,
                 removed: false,
             }),
             fanout: Mutex::new(()),
@@ -132,11 +136,30 @@ impl ChannelState {
         self.subs.len()
     }
 
-    /// Assigns the next offset and builds the frames once for everyone.
-    pub(crate) fn prepare(&mut self, name: &str, ts_ms: u64, data: &[u8]) -> Prepared {
+    /// Assigns the next offset, builds the frames once for everyone and keeps the
+    /// envelope frame in the history.
+    pub(crate) fn prepare(
+        &mut self,
+        name: &str,
+        ts_ms: u64,
+        data: &[u8],
+        budget: &Budget,
+    ) -> Prepared {
         self.offset += 1;
-        self.last_active = Instant::now();
+        let now = Instant::now();
+        self.last_active = now;
         let frame = crate::protocol::encode::message_frame(name, self.offset, ts_ms, data);
+        self.history.expire(now, budget);
+        self.history.push(
+            Entry {
+                offset: self.offset,
+                at: now,
+                frame: frame.clone(),
+                // A publish is at most --max-message-bytes (far below 4 GiB).
+                data_len: data.len() as u32,
+            },
+            budget,
+        );
         let raw = (self.raw_count > 0).then(|| crate::protocol::encode::raw_frame(data));
         let subs = &self.subs;
         let subscribers = self

@@ -1,7 +1,8 @@
 //! The client command parser: one text frame in, one [`Request`] out, no I/O.
 //!
 //! ```json
-//! {"op":"subscribe","channels":["ticker:BTC-USD","signals"],"id":1}
+//! {"op":"subscribe","channels":["ticker:BTC-USD","signals"],"id":1,
+//!  "recover":{"ticker:BTC-USD":{"epoch":"k3f9","offset":1041}},"max_rate":10}
 //! {"op":"unsubscribe","channels":["signals"],"id":2}
 //! {"op":"publish","channel":"ticker:BTC-USD","data":{"price":43250.5},"id":3}
 //! {"op":"auth","token":"<token>","id":4}
@@ -62,6 +63,20 @@ impl Id {
 /// Channel names of one subscribe or unsubscribe.
 pub type Channels<'a> = SmallVec<[&'a str; 4]>;
 
+/// Where a reconnecting client left off in one channel (`recover` of a subscribe).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoverFrom<'a> {
+    /// The channel (one of the subscribe's `channels`).
+    pub channel: &'a str,
+    /// The epoch the client saw.
+    pub epoch: &'a str,
+    /// The last offset the client received.
+    pub offset: u64,
+}
+
+/// Largest `max_rate` a subscribe may ask for (messages per second).
+pub const MAX_RATE: u32 = 1000;
+
 /// One parsed client command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command<'a> {
@@ -69,6 +84,10 @@ pub enum Command<'a> {
     Subscribe {
         /// Validated names, in the order given, duplicates removed.
         channels: Channels<'a>,
+        /// Channels to recover, each named in `channels` (at most once).
+        recover: SmallVec<[RecoverFrom<'a>; 1]>,
+        /// Cap on messages per second per channel for these subscriptions (1..=1000).
+        max_rate: Option<u32>,
     },
     /// Stop receiving the channels' messages.
     Unsubscribe {
@@ -169,7 +188,23 @@ pub fn parse(buf: &mut [u8]) -> Result<Request<'_>, ProtoError> {
         "subscribe" | "unsubscribe" => {
             let channels = channel_list(&obj, &id)?;
             if op == "subscribe" {
-                Command::Subscribe { channels }
+                let recover = recover_list(&obj, &id, &channels)?;
+                let max_rate =
+                    match obj.get("max_rate") {
+                        None => None,
+                        Some(v) => match v.as_u64() {
+                            Some(r) if (1..=MAX_RATE as u64).contains(&r) => Some(r as u32),
+                            _ => return Err(bad(
+                                &id,
+                                "max_rate must be an integer from 1 to 1000 (messages per second)",
+                            )),
+                        },
+                    };
+                Command::Subscribe {
+                    channels,
+                    recover,
+                    max_rate,
+                }
             } else {
                 Command::Unsubscribe { channels }
             }
@@ -251,6 +286,46 @@ fn channel_list<'a>(
     Ok(out)
 }
 
+fn recover_list<'a>(
+    obj: &simd_json::tape::Object<'_, 'a>,
+    id: &Option<Id>,
+    channels: &Channels<'a>,
+) -> Result<SmallVec<[RecoverFrom<'a>; 1]>, ProtoError> {
+    let mut out = SmallVec::new();
+    let Some(v) = obj.get("recover") else {
+        return Ok(out);
+    };
+    let Some(map) = v.as_object() else {
+        return Err(bad(
+            id,
+            "recover must be an object of channel: {epoch, offset}",
+        ));
+    };
+    for (name, pos) in map.iter() {
+        let Some(&channel) = channels.iter().find(|c| **c == name) else {
+            return Err(bad(id, "recover names a channel that is not in channels"));
+        };
+        if out.iter().any(|r: &RecoverFrom<'_>| r.channel == channel) {
+            return Err(bad(id, "recover names a channel twice"));
+        }
+        let pos = pos.as_object();
+        let epoch = pos.as_ref().and_then(|p| p.get("epoch")?.into_string());
+        let offset = pos.as_ref().and_then(|p| p.get("offset")?.as_u64());
+        let (Some(epoch), Some(offset)) = (epoch, offset) else {
+            return Err(bad(
+                id,
+                "each recover entry needs an epoch string and a non-negative integer offset",
+            ));
+        };
+        out.push(RecoverFrom {
+            channel,
+            epoch,
+            offset,
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,9 +347,30 @@ mod tests {
         assert_eq!(
             r.command,
             Command::Subscribe {
-                channels: SmallVec::from_slice(&["ticker:BTC-USD", "signals"])
+                channels: SmallVec::from_slice(&["ticker:BTC-USD", "signals"]),
+                recover: SmallVec::new(),
+                max_rate: None,
             }
         );
+        let r = p(r#"{"op":"subscribe","channels":["a","b"],"max_rate":10,
+                     "recover":{"b":{"epoch":"k3f9","offset":1041}}}"#)
+        .unwrap();
+        match r.command {
+            Command::Subscribe {
+                recover, max_rate, ..
+            } => {
+                assert_eq!(max_rate, Some(10));
+                assert_eq!(
+                    &recover[..],
+                    &[RecoverFrom {
+                        channel: "b",
+                        epoch: "k3f9",
+                        offset: 1041
+                    }]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
         let r = p(r#"{"op":"unsubscribe","channel":"signals","id":"x\"y"}"#).unwrap();
         assert_eq!(r.id.unwrap().as_json(), br#""x\"y""#);
         assert_eq!(
@@ -336,6 +432,20 @@ mod tests {
             code(r#"{"op":"subscribe","channels":["ok","bad name"]}"#),
             InvalidChannel
         );
+        for bad_sub in [
+            r#"{"op":"subscribe","channels":["a"],"max_rate":0}"#,
+            r#"{"op":"subscribe","channels":["a"],"max_rate":1001}"#,
+            r#"{"op":"subscribe","channels":["a"],"max_rate":2.5}"#,
+            r#"{"op":"subscribe","channels":["a"],"max_rate":"10"}"#,
+            r#"{"op":"subscribe","channels":["a"],"recover":[]}"#,
+            r#"{"op":"subscribe","channels":["a"],"recover":{"b":{"epoch":"e","offset":1}}}"#,
+            r#"{"op":"subscribe","channels":["a"],"recover":{"a":{"epoch":"e"}}}"#,
+            r#"{"op":"subscribe","channels":["a"],"recover":{"a":{"epoch":1,"offset":1}}}"#,
+            r#"{"op":"subscribe","channels":["a"],"recover":{"a":{"epoch":"e","offset":-1}}}"#,
+            r#"{"op":"subscribe","channels":["a"],"recover":{"a":{"epoch":"e","offset":1},"a":{"epoch":"e","offset":2}}}"#,
+        ] {
+            assert_eq!(code(bad_sub), BadRequest, "{bad_sub}");
+        }
         assert_eq!(code(r#"{"op":"publish","channel":"c"}"#), BadRequest);
         assert_eq!(code(r#"{"op":"publish","data":1}"#), BadRequest);
         assert_eq!(

@@ -160,6 +160,8 @@ pub struct SubscribedChannel<'a> {
     pub epoch: &'a str,
     /// The offset of the newest message published so far (0: none yet).
     pub offset: u64,
+    /// With a `recover`: whether every missed message is being replayed.
+    pub recovered: Option<bool>,
 }
 
 /// `{"type":"subscribed","id":..,"channels":[{"channel":..,"epoch":..,"offset":..}]}`
@@ -177,6 +179,13 @@ pub fn subscribed(id: Option<&Id>, channels: &[SubscribedChannel<'_>]) -> Bytes 
         json::push_str(p, c.epoch);
         p.extend_from_slice(br#","offset":"#);
         json::push_u64(p, c.offset);
+        if let Some(r) = c.recovered {
+            p.extend_from_slice(if r {
+                br#","recovered":true"#
+            } else {
+                br#","recovered":false"#
+            });
+        }
         p.push(b'}');
     }
     p.push(b']');
@@ -314,8 +323,15 @@ mod tests {
         let cases: Vec<(Bytes, &[u8])> = vec![
             (welcome(0xc8f2, 25000), br#"{"type":"welcome","conn":"c8f2","heartbeat_ms":25000}"#),
             (
-                subscribed(Some(&id), &[SubscribedChannel { channel: "a", epoch: "k3f9", offset: 5 }]),
+                subscribed(Some(&id), &[SubscribedChannel { channel: "a", epoch: "k3f9", offset: 5, recovered: None }]),
                 br#"{"type":"subscribed","id":3,"channels":[{"channel":"a","epoch":"k3f9","offset":5}]}"#,
+            ),
+            (
+                subscribed(None, &[
+                    SubscribedChannel { channel: "a", epoch: "e", offset: 1, recovered: Some(true) },
+                    SubscribedChannel { channel: "b", epoch: "f", offset: 0, recovered: Some(false) },
+                ]),
+                br#"{"type":"subscribed","channels":[{"channel":"a","epoch":"e","offset":1,"recovered":true},{"channel":"b","epoch":"f","offset":0,"recovered":false}]}"#,
             ),
             (unsubscribed(None, &["a", "b"]), br#"{"type":"unsubscribed","channels":["a","b"]}"#),
             (published(Some(&id), "a", 7), br#"{"type":"published","id":3,"channel":"a","offset":7}"#),

@@ -26,8 +26,8 @@ use tokio::time::Instant;
 
 use crate::error::ErrorCode;
 use crate::hub::outbox::{Outbox, Push};
-use crate::hub::Subscriber;
-use crate::protocol::command::{self, Command, Id, Request};
+use crate::hub::{Recover, Subscriber};
+use crate::protocol::command::{self, Command, Id, RecoverFrom, Request};
 use crate::protocol::encode::{self, SubscribedChannel};
 use crate::server::Relay;
 use reassembly::{DataOp, Fail, Reassembler, Step};
@@ -123,7 +123,11 @@ impl Session {
 
     fn on_command(&mut self, id: Option<&Id>, command: Command<'_>) {
         match command {
-            Command::Subscribe { channels } => self.subscribe(id, &channels),
+            Command::Subscribe {
+                channels,
+                recover,
+                max_rate: _,
+            } => self.subscribe(id, &channels, &recover),
             Command::Unsubscribe { channels } => {
                 for name in channels.iter() {
                     if let Some(i) = self.subs.iter().position(|s| &**s == *name) {
@@ -176,7 +180,12 @@ impl Session {
 
     /// Subscribes to every channel or to none. The reply is queued ahead of any message of
     /// these channels (see [`Outbox::reserve`]).
-    fn subscribe<S: AsRef<str>>(&mut self, id: Option<&Id>, channels: &[S]) {
+    fn subscribe<S: AsRef<str>>(
+        &mut self,
+        id: Option<&Id>,
+        channels: &[S],
+        recover: &[RecoverFrom<'_>],
+    ) {
         let new = channels
             .iter()
             .filter(|c| !self.subs.iter().any(|s| &**s == c.as_ref()))
@@ -201,7 +210,11 @@ impl Session {
         let before = self.subs.len();
         for name in channels {
             let name = name.as_ref();
-            match self.relay.hub.subscribe(name, &me) {
+            let from = recover.iter().find(|r| r.channel == name).map(|r| Recover {
+                epoch: r.epoch,
+                offset: r.offset,
+            });
+            match self.relay.hub.subscribe(name, &me, from) {
                 Ok(pos) => {
                     if !self.subs.iter().any(|s| &**s == name) {
                         self.subs.push(name.into());
@@ -223,10 +236,11 @@ impl Session {
         let lines: Vec<SubscribedChannel<'_>> = channels
             .iter()
             .zip(&positions)
-            .map(|(name, pos)| SubscribedChannel {
+            .map(|(name, s)| SubscribedChannel {
                 channel: name.as_ref(),
-                epoch: pos.epoch.as_str(),
-                offset: pos.offset,
+                epoch: s.position.epoch.as_str(),
+                offset: s.position.offset,
+                recovered: s.recovered,
             })
             .collect();
         if self.outbox.fill(slot, encode::subscribed(id, &lines)) == Push::Overflow {
@@ -470,7 +484,7 @@ where
     if params.mode == Mode::Relay {
         session.reply(encode::welcome(conn, cfg.heartbeat_ms));
         if !params.channels.is_empty() {
-            session.subscribe(None, &params.channels);
+            session.subscribe(None, &params.channels, &[]);
         }
     }
     let (mut ws, _) = fastwebsockets::after_handshake_split(read, tokio::io::sink(), Role::Server);

@@ -1,0 +1,114 @@
+//! `GET /history/{channel}?since=O&limit=L`: what a channel's history ring holds, as JSON,
+//! for dashboards that fetch a backlog over HTTP.
+//!
+//! ```json
+//! {"channel":"ticker:BTC-USD","epoch":"k3f9","offset":1045,"oldest":946,"complete":true,
+//!  "messages":[{"type":"message","channel":"ticker:BTC-USD","offset":1044,...},...]}
+//! ```
+//! Without `since`: the newest `limit` messages. With it: the first `limit` messages after
+//! offset `since` (page on with the last offset returned); `complete` is false when some
+//! message after `since` is no longer held. Each message is the exact payload subscribers
+//! got, copied out of the stored frame. Channels of public namespaces (anonymous
+//! subscribe, not private) are open; others need the publish key as a Bearer credential.
+
+use hyper::body::Incoming;
+use hyper::{header, Request, StatusCode};
+
+use super::{json, percent_decode, text, Resp};
+use crate::protocol::{channel, json as j};
+use crate::server::Relay;
+
+/// Default and largest `limit`.
+pub const DEFAULT_LIMIT: usize = 100;
+/// Largest `limit` a request may ask for.
+pub const MAX_LIMIT: usize = 10_000;
+
+fn query_u64(query: Option<&str>, key: &str) -> Result<Option<u64>, String> {
+    for pair in query.unwrap_or("").split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k == key {
+            return v
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| format!("{key} must be a non-negative integer"));
+        }
+    }
+    Ok(None)
+}
+
+/// Serves one history request.
+pub fn handle(req: &Request<Incoming>, relay: &Relay, raw_channel: &str) -> Resp {
+    let Some(name) = percent_decode(raw_channel, false) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "channel is not valid percent-encoding",
+        );
+    };
+    if let Err(e) = channel::validate(name.as_bytes()) {
+        return text(StatusCode::BAD_REQUEST, e.reason());
+    }
+    let ns = &relay.config.namespaces;
+    let public = ns.of(&name).anonymous && ns.owner(&name).is_none();
+    if !public {
+        let presented = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match presented {
+            Some(key) if relay.check_publish_key(key.trim()) => {}
+            Some(_) => {
+                return text(
+                    StatusCode::FORBIDDEN,
+                    "this credential may not read this channel's history",
+                )
+            }
+            None => {
+                return text(
+                    StatusCode::UNAUTHORIZED,
+                    "this channel's history needs Authorization: Bearer <publish key>",
+                )
+            }
+        }
+    }
+    let query = req.uri().query();
+    let (since, limit) = match (query_u64(query, "since"), query_u64(query, "limit")) {
+        (Ok(s), Ok(l)) => (s, l.map_or(DEFAULT_LIMIT, |l| l as usize)),
+        (Err(e), _) | (_, Err(e)) => return text(StatusCode::BAD_REQUEST, &e),
+    };
+    if limit == 0 || limit > MAX_LIMIT {
+        return text(
+            StatusCode::BAD_REQUEST,
+            &format!("limit must be from 1 to {MAX_LIMIT}"),
+        );
+    }
+    let Some(page) = relay.hub.history(&name, since, limit) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "no such channel: nothing published yet, or reclaimed while idle",
+        );
+    };
+    let size: usize = page.frames.iter().map(|e| e.frame.len() + 1).sum();
+    let mut out = Vec::with_capacity(size + 128);
+    out.extend_from_slice(br#"{"channel":"#);
+    j::push_str(&mut out, &name);
+    out.extend_from_slice(br#","epoch":"#);
+    j::push_str(&mut out, page.position.epoch.as_str());
+    out.extend_from_slice(br#","offset":"#);
+    j::push_u64(&mut out, page.position.offset);
+    out.extend_from_slice(br#","oldest":"#);
+    j::push_u64(&mut out, page.oldest);
+    out.extend_from_slice(if page.complete {
+        br#","complete":true,"messages":["#
+    } else {
+        br#","complete":false,"messages":["#
+    });
+    for (i, e) in page.frames.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(e.envelope());
+    }
+    out.extend_from_slice(b"]}");
+    json(StatusCode::OK, out)
+}

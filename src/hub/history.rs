@@ -1,0 +1,295 @@
+//! A channel's history: the last N messages, kept as the frames fan-out already built.
+//!
+//! Replay and last-value delivery push clones of these `Bytes`: no serialization, no
+//! copy. Memory is bounded three ways: N per channel (per namespace), an optional age
+//! (TTL), and a relay-wide byte budget ([`Budget`]). Past the budget, the channel that is
+//! publishing forgets its own oldest messages first, down to its newest one, which it
+//! always keeps (the last value). Every message forgotten for space or age is counted as
+//! an eviction.
+
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Bytes an entry costs beyond its frame (the ring slot and the `Bytes` handle).
+const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>();
+
+/// The relay-wide history byte budget and its counters.
+#[derive(Debug)]
+pub struct Budget {
+    /// Bytes held by every channel's history (gauge).
+    pub bytes: AtomicU64,
+    /// Messages forgotten for space or age.
+    pub evictions: AtomicU64,
+    /// The cap on `bytes`.
+    pub max: u64,
+}
+
+impl Budget {
+    /// A budget of `max` bytes.
+    pub fn new(max: usize) -> Self {
+        Budget {
+            bytes: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+            max: max as u64,
+        }
+    }
+
+    fn over(&self) -> bool {
+        self.bytes.load(Ordering::Relaxed) > self.max
+    }
+}
+
+/// One kept message.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The message's offset.
+    pub offset: u64,
+    /// When it was published (for the TTL).
+    pub at: Instant,
+    /// The complete envelope frame, exactly as subscribers got it.
+    pub frame: Bytes,
+    /// Length of the publisher's `data`, which ends one byte before the frame does.
+    pub data_len: u32,
+}
+
+impl Entry {
+    fn cost(&self) -> usize {
+        self.frame.len() + ENTRY_OVERHEAD
+    }
+
+    /// The publisher's `data`, inside the frame.
+    pub fn data(&self) -> &[u8] {
+        let end = self.frame.len().saturating_sub(1);
+        &self.frame[end.saturating_sub(self.data_len as usize)..end]
+    }
+
+    /// The frame's payload: the message envelope as JSON.
+    pub fn envelope(&self) -> &[u8] {
+        let head = crate::protocol::encode::decode_head(&self.frame).map_or(0, |h| h.head_len);
+        &self.frame[head..]
+    }
+
+    /// The frame a `format=raw` subscriber gets (built on demand: replay only).
+    pub fn raw_frame(&self) -> Bytes {
+        crate::protocol::encode::raw_frame(self.data())
+    }
+}
+
+/// A channel's ring.
+#[derive(Debug)]
+pub struct History {
+    ring: VecDeque<Entry>,
+    cap: usize,
+    ttl: Option<Duration>,
+    bytes: usize,
+}
+
+/// What a subscriber asked to recover from, checked against the ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coverage {
+    /// Nothing was missed.
+    UpToDate,
+    /// Every missed message is in the ring, from this index on.
+    From(usize),
+    /// Some missed message is gone (or the offset is from the future).
+    Gap,
+}
+
+impl History {
+    /// A ring keeping `cap` messages (0: none) for at most `ttl`.
+    pub fn new(cap: usize, ttl: Option<Duration>) -> Self {
+        History {
+            ring: VecDeque::new(),
+            cap,
+            ttl,
+            bytes: 0,
+        }
+    }
+
+    /// Messages held.
+    pub fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    /// Whether the ring is empty.
+    pub fn is_empty(&self) -> bool {
+        self.ring.is_empty()
+    }
+
+    /// Bytes held (frames plus per-entry overhead).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    fn pop_oldest(&mut self, budget: &Budget) {
+        if let Some(e) = self.ring.pop_front() {
+            let c = e.cost();
+            self.bytes -= c;
+            budget.bytes.fetch_sub(c as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Keeps a new message, forgetting the oldest past the cap or the budget.
+    pub fn push(&mut self, entry: Entry, budget: &Budget) {
+        if self.cap == 0 {
+            return;
+        }
+        let c = entry.cost();
+        self.bytes += c;
+        budget.bytes.fetch_add(c as u64, Ordering::Relaxed);
+        self.ring.push_back(entry);
+        while self.ring.len() > self.cap {
+            // Rolling off the end of the ring is the ring working, not an eviction.
+            self.pop_oldest(budget);
+        }
+        while self.ring.len() > 1 && budget.over() {
+            self.pop_oldest(budget);
+            budget.evictions.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Forgets messages older than the TTL. Returns how many.
+    pub fn expire(&mut self, now: Instant, budget: &Budget) -> usize {
+        let Some(ttl) = self.ttl else { return 0 };
+        let mut n = 0;
+        while self
+            .ring
+            .front()
+            .is_some_and(|e| now.saturating_duration_since(e.at) > ttl)
+        {
+            self.pop_oldest(budget);
+            n += 1;
+        }
+        budget.evictions.fetch_add(n as u64, Ordering::Relaxed);
+        n
+    }
+
+    /// Forgets everything (the channel is being reclaimed).
+    pub fn clear(&mut self, budget: &Budget) {
+        budget.bytes.fetch_sub(self.bytes as u64, Ordering::Relaxed);
+        self.bytes = 0;
+        self.ring = VecDeque::new();
+    }
+
+    /// The newest message.
+    pub fn newest(&self) -> Option<&Entry> {
+        self.ring.back()
+    }
+
+    /// Whether every message after `offset`, up to `newest_offset` (the channel's), is
+    /// still held.
+    pub fn coverage(&self, offset: u64, newest_offset: u64) -> Coverage {
+        if offset == newest_offset {
+            return Coverage::UpToDate;
+        }
+        if offset > newest_offset {
+            return Coverage::Gap;
+        }
+        match self.ring.front() {
+            // Offsets in the ring are contiguous and end at `newest_offset`.
+            Some(first) if first.offset <= offset + 1 => {
+                Coverage::From((offset + 1 - first.offset) as usize)
+            }
+            _ => Coverage::Gap,
+        }
+    }
+
+    /// Held messages from ring index `i` on, oldest first.
+    pub fn from_index(&self, i: usize) -> impl Iterator<Item = &Entry> {
+        self.ring.range(i.min(self.ring.len())..)
+    }
+
+    /// Held messages with an offset above `since`, oldest first.
+    pub fn after(&self, since: u64) -> impl Iterator<Item = &Entry> {
+        let first = self.ring.front().map_or(0, |e| e.offset);
+        let skip = since.saturating_add(1).saturating_sub(first);
+        self.from_index(usize::try_from(skip).unwrap_or(usize::MAX))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(offset: u64, data: &str) -> Entry {
+        Entry {
+            offset,
+            at: Instant::now(),
+            frame: crate::protocol::encode::message_frame("c", offset, 1, data.as_bytes()),
+            data_len: data.len() as u32,
+        }
+    }
+
+    #[test]
+    fn ring_keeps_the_last_n_contiguous_offsets() {
+        let b = Budget::new(usize::MAX);
+        let mut h = History::new(3, None);
+        for o in 1..=5 {
+            h.push(entry(o, "{}"), &b);
+        }
+        let offsets: Vec<u64> = h.after(0).map(|e| e.offset).collect();
+        assert_eq!(offsets, [3, 4, 5]);
+        assert_eq!(h.coverage(5, 5), Coverage::UpToDate);
+        assert_eq!(h.coverage(2, 5), Coverage::From(0));
+        assert_eq!(h.coverage(3, 5), Coverage::From(1));
+        assert_eq!(h.coverage(1, 5), Coverage::Gap, "offset 2 is gone");
+        assert_eq!(h.coverage(6, 5), Coverage::Gap, "from the future");
+        assert_eq!(h.after(4).map(|e| e.offset).collect::<Vec<_>>(), [5]);
+        assert_eq!(h.after(9).count(), 0);
+        assert_eq!(b.evictions.load(Ordering::Relaxed), 0);
+        assert_eq!(b.bytes.load(Ordering::Relaxed) as usize, h.bytes());
+    }
+
+    #[test]
+    fn data_and_envelope_are_found_inside_the_frame() {
+        let e = entry(7, r#"{"p":"\u00e9"}"#);
+        assert_eq!(e.data(), br#"{"p":"\u00e9"}"#);
+        assert!(e.envelope().starts_with(br#"{"type":"message""#));
+        assert!(e.envelope().ends_with(br#"{"p":"\u00e9"}}"#));
+        assert_eq!(&e.raw_frame()[2..], e.data());
+    }
+
+    #[test]
+    fn the_budget_evicts_oldest_but_keeps_the_last_value() {
+        let one = entry(1, "{}").cost() as u64;
+        let b = Budget::new((one * 2) as usize);
+        let mut h = History::new(100, None);
+        for o in 1..=5 {
+            h.push(entry(o, "{}"), &b);
+        }
+        assert_eq!(h.len(), 2);
+        assert_eq!(b.evictions.load(Ordering::Relaxed), 3);
+        let tiny = Budget::new(1);
+        let mut g = History::new(100, None);
+        g.push(entry(1, "{}"), &tiny);
+        g.push(entry(2, "{}"), &tiny);
+        assert_eq!(g.newest().map(|e| e.offset), Some(2), "newest always kept");
+        g.clear(&tiny);
+        h.clear(&b);
+        assert_eq!(tiny.bytes.load(Ordering::Relaxed), 0);
+        assert_eq!(b.bytes.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn ttl_expires_old_messages() {
+        let b = Budget::new(usize::MAX);
+        let mut h = History::new(10, Some(Duration::from_millis(50)));
+        h.push(entry(1, "{}"), &b);
+        let later = Instant::now() + Duration::from_millis(100);
+        assert_eq!(h.expire(later, &b), 1);
+        assert!(h.is_empty());
+        assert_eq!(h.coverage(0, 1), Coverage::Gap);
+        assert_eq!(b.bytes.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn zero_capacity_keeps_nothing() {
+        let b = Budget::new(usize::MAX);
+        let mut h = History::new(0, None);
+        h.push(entry(1, "{}"), &b);
+        assert!(h.is_empty());
+        assert_eq!(h.coverage(0, 1), Coverage::Gap);
+    }
+}
