@@ -41,6 +41,10 @@ pub const DEFAULT_CLOSE_TIMEOUT_MS: u64 = 2_000;
 pub const DEFAULT_SLOW_CLOSE_GRACE_MS: u64 = 1_000;
 /// Default for `--shutdown-grace-ms`.
 pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 5_000;
+/// Default for `--conflate-after-bytes`.
+pub const DEFAULT_CONFLATE_AFTER_BYTES: usize = 128 * 1024;
+/// Default for `--lagging-notice-ms`.
+pub const DEFAULT_LAGGING_NOTICE_MS: u64 = 1_000;
 /// Default for `--history-max-bytes`.
 pub const DEFAULT_HISTORY_MAX_BYTES: usize = 256 * 1024 * 1024;
 
@@ -127,6 +131,15 @@ pub struct Config {
     #[arg(long, env = "TICKRELAY_SHUTDOWN_GRACE_MS", default_value_t = DEFAULT_SHUTDOWN_GRACE_MS)]
     pub shutdown_grace_ms: u64,
 
+    /// Queue bytes past which a connection is lagging: messages of conflate channels are
+    /// then held newest-only per channel until it is back under half this.
+    #[arg(long, env = "TICKRELAY_CONFLATE_AFTER_BYTES", default_value_t = DEFAULT_CONFLATE_AFTER_BYTES)]
+    pub conflate_after_bytes: usize,
+
+    /// A channel conflated for this long gets a `lagging` notice (then `caught_up`).
+    #[arg(long, env = "TICKRELAY_LAGGING_NOTICE_MS", default_value_t = DEFAULT_LAGGING_NOTICE_MS)]
+    pub lagging_notice_ms: u64,
+
     /// Bytes all channels' history rings may hold together. Past it, the publishing
     /// channel forgets its oldest messages first (it always keeps its newest one).
     #[arg(long, env = "TICKRELAY_HISTORY_MAX_BYTES", default_value_t = DEFAULT_HISTORY_MAX_BYTES)]
@@ -170,6 +183,8 @@ impl Default for Config {
             close_timeout_ms: DEFAULT_CLOSE_TIMEOUT_MS,
             slow_close_grace_ms: DEFAULT_SLOW_CLOSE_GRACE_MS,
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
+            conflate_after_bytes: DEFAULT_CONFLATE_AFTER_BYTES,
+            lagging_notice_ms: DEFAULT_LAGGING_NOTICE_MS,
             history_max_bytes: DEFAULT_HISTORY_MAX_BYTES,
             config_file: None,
             print_config: false,
@@ -213,7 +228,7 @@ impl Config {
         let mut out = String::from("# tickrelay effective configuration\n");
         out.push_str("# flags (set with --flag or TICKRELAY_* variables):\n");
         let secret = |v: &Option<String>| if v.is_some() { "<set>" } else { "<unset>" };
-        let flags: [(&str, String); 22] = [
+        let flags: [(&str, String); 24] = [
             ("listen", self.listen.to_string()),
             ("publish-key", secret(&self.publish_key).into()),
             ("demo", self.demo.to_string()),
@@ -235,6 +250,11 @@ impl Config {
             ("close-timeout-ms", self.close_timeout_ms.to_string()),
             ("slow-close-grace-ms", self.slow_close_grace_ms.to_string()),
             ("shutdown-grace-ms", self.shutdown_grace_ms.to_string()),
+            (
+                "conflate-after-bytes",
+                self.conflate_after_bytes.to_string(),
+            ),
+            ("lagging-notice-ms", self.lagging_notice_ms.to_string()),
             ("history-max-bytes", self.history_max_bytes.to_string()),
             (
                 "config",

@@ -31,6 +31,9 @@ pub struct Metrics {
     pub slow_consumer_closes: AtomicU64,
     /// Frames discarded unsent when a slow consumer was closed.
     pub dropped: AtomicU64,
+    /// Conflate-lane messages replaced by a newer one before a lagging or rate-capped
+    /// connection got them.
+    pub conflated: AtomicU64,
     /// Error replies sent, by code (index: [`ErrorCode::index`]).
     pub errors: [AtomicU64; ErrorCode::ALL.len()],
 }
@@ -48,6 +51,7 @@ impl Default for Metrics {
             bytes_out: AtomicU64::new(0),
             slow_consumer_closes: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            conflated: AtomicU64::new(0),
             errors: Default::default(),
         }
     }

@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 
 use crate::config::Config;
+use crate::hub::outbox::Outbox;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 
@@ -35,6 +36,8 @@ pub struct Relay {
     /// Open TCP connections (HTTP and WebSocket), for the shutdown drain.
     live: AtomicUsize,
     all_gone: Notify,
+    /// Every open connection's outbox, for `/stats` (registered and removed by sessions).
+    outboxes: parking_lot::Mutex<std::collections::HashMap<u64, Arc<Outbox>>>,
 }
 
 /// Counts a connection as live until dropped.
@@ -73,7 +76,25 @@ impl Relay {
             shutdown: watch::Sender::new(false),
             live: AtomicUsize::new(0),
             all_gone: Notify::new(),
+            outboxes: Default::default(),
         })
+    }
+
+    /// Registers a connection's outbox until [`Relay::unregister`].
+    pub fn register(&self, conn: u64, outbox: Arc<Outbox>) {
+        self.outboxes.lock().insert(conn, outbox);
+    }
+
+    /// Forgets a closed connection's outbox.
+    pub fn unregister(&self, conn: u64) {
+        self.outboxes.lock().remove(&conn);
+    }
+
+    /// Bytes queued or in flight over all connections (walks every outbox: for `/stats`,
+    /// not for hot paths).
+    pub fn queued_bytes(&self) -> u64 {
+        let all: Vec<Arc<Outbox>> = self.outboxes.lock().values().cloned().collect();
+        all.iter().map(|o| o.queued_bytes() as u64).sum()
     }
 
     /// A fresh connection id.

@@ -38,7 +38,7 @@ struct Counter {
     value: u64,
 }
 
-fn counters(relay: &Relay) -> [Counter; 12] {
+fn counters(relay: &Relay) -> [Counter; 14] {
     let m = &relay.metrics;
     let g = Metrics::get;
     let c = |prom, json, kind, help, value| Counter {
@@ -118,6 +118,20 @@ fn counters(relay: &Relay) -> [Counter; 12] {
             "counter",
             "Frames discarded when slow consumers were closed.",
             g(&m.dropped),
+        ),
+        c(
+            "queued_bytes",
+            "queued_bytes",
+            "gauge",
+            "Bytes queued or being written, over all connections.",
+            relay.queued_bytes(),
+        ),
+        c(
+            "conflated_total",
+            "conflated",
+            "counter",
+            "Conflate-lane messages replaced by a newer one for a lagging or rate-capped connection.",
+            g(&m.conflated),
         ),
         c(
             "history_bytes",

@@ -20,7 +20,7 @@ use crate::error::ErrorCode;
 use crate::metrics::Metrics;
 use crate::namespace::Namespaces;
 use history::{Budget, Coverage, History};
-use outbox::Push;
+use outbox::{Lane, Push};
 use shard::{Channel, Shard};
 pub use shard::{Epoch, Subscriber};
 
@@ -52,8 +52,14 @@ pub struct Recover<'a> {
 }
 
 /// The result of one subscribe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscribed {
+    /// The channel's id (for [`outbox::Outbox::set_rate`] and [`outbox::Outbox::forget`]).
+    pub key: u64,
+    /// The channel's name, shared.
+    pub name: Arc<str>,
+    /// The channel is on the conflate lane.
+    pub conflate_lane: bool,
     /// Where the channel stands: live messages continue after `position.offset`.
     pub position: Position,
     /// Whether the connection was not subscribed before.
@@ -86,6 +92,7 @@ pub struct Hub {
     metrics: Arc<Metrics>,
     namespaces: Arc<Namespaces>,
     budget: Budget,
+    next_channel_id: AtomicU64,
 }
 
 /// Milliseconds since the Unix epoch (the `ts` of a message).
@@ -113,6 +120,7 @@ impl Hub {
             metrics,
             namespaces: Arc::default(),
             budget: Budget::new(crate::config::DEFAULT_HISTORY_MAX_BYTES),
+            next_channel_id: AtomicU64::new(1),
         }
     }
 
@@ -177,7 +185,9 @@ impl Hub {
         }
         let ns = self.namespaces.of(name);
         let history = History::new(ns.history, ns.history_ttl);
-        let ch = Arc::new(Channel::new(self.new_epoch(), history));
+        let id = self.next_channel_id.fetch_add(1, Ordering::Relaxed);
+        let conflate = ns.delivery == crate::namespace::Delivery::Conflate;
+        let ch = Arc::new(Channel::new(id, name, conflate, self.new_epoch(), history));
         map.insert(name.into(), ch.clone());
         self.channel_count.fetch_add(1, Ordering::Relaxed);
         Ok(ch)
@@ -200,13 +210,23 @@ impl Hub {
             drop(st);
             let mut delivered = 0;
             let mut overflowed = 0;
+            let mut conflated = 0;
+            let lane = Lane {
+                key: ch.id,
+                name: &ch.name,
+                conflate: ch.conflate,
+            };
             for s in prepared.subscribers.iter() {
                 let frame = match (&prepared.raw, s.raw) {
                     (Some(raw), true) => raw,
                     _ => &prepared.frame,
                 };
-                match s.outbox.push(frame) {
+                match s.outbox.push_lane(frame, &lane) {
                     Push::Queued => delivered += 1,
+                    Push::Conflated => {
+                        delivered += 1;
+                        conflated += 1;
+                    }
                     Push::Overflow => overflowed += 1,
                     Push::Closed => {}
                 }
@@ -216,6 +236,9 @@ impl Hub {
             m.messages_in.fetch_add(1, Ordering::Relaxed);
             m.messages_out
                 .fetch_add(delivered as u64, Ordering::Relaxed);
+            if conflated > 0 {
+                m.conflated.fetch_add(conflated, Ordering::Relaxed);
+            }
             if overflowed > 0 {
                 m.slow_consumer_closes
                     .fetch_add(overflowed, Ordering::Relaxed);
@@ -292,6 +315,9 @@ impl Hub {
                 }
             }
             return Ok(Subscribed {
+                key: ch.id,
+                name: ch.name.clone(),
+                conflate_lane: ch.conflate,
                 position,
                 new,
                 recovered,

@@ -12,15 +12,31 @@
 //! socket is dropped. Nothing else waits on a slow connection: a push is a short,
 //! uncontended mutex section and never touches a socket.
 //!
+//! ## Lanes
+//!
+//! Channel messages arrive with a [`Lane`]. *Reliable* ones queue like replies and are
+//! bounded only by the limit above. *Conflate* ones (prices) queue only while the
+//! connection keeps up: once its queue passes the soft bound (`conflate_after`), the
+//! connection is *lagging* and each conflate channel keeps just its newest pending message
+//! here, replaced in place (the replaced one is counted as conflated). When the writer
+//! brings the queue under half the soft bound, the newest messages are queued, one per
+//! channel, and normal flow resumes. A tick flood can therefore occupy at most the soft
+//! bound of the queue, leaving the rest to the reliable lane. A channel that has been
+//! conflated for longer than `notice_after` gets a `lagging` notice once, and a
+//! `caught_up` notice when it is flushed. A subscription with a `max_rate` is held back
+//! the same way between its sends, and the writer is woken when its next send is due.
+//!
 //! A subscribe reply must precede every message of the channels it announces, but it can
 //! only be written once all channels are registered. [`Outbox::reserve`] puts a
 //! placeholder at the tail that the writer may not pass until [`Outbox::fill`] puts the
 //! reply there; messages queued meanwhile wait behind it.
 
 use bytes::Bytes;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
+use smallvec::SmallVec;
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::protocol::encode;
@@ -28,13 +44,48 @@ use crate::protocol::encode;
 /// What became of a push.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Push {
-    /// Queued for the writer.
+    /// Queued for the writer (or held as its channel's newest pending message).
     Queued,
+    /// Held as its channel's newest pending message, replacing an older one, which will
+    /// never be sent (conflated).
+    Conflated,
     /// This push took the queue over its limit: the connection is now closing as a slow
     /// consumer (reported once per connection).
     Overflow,
     /// The connection is closing; the frame was dropped.
     Closed,
+}
+
+/// How a channel's messages travel (see the module docs).
+#[derive(Debug, Clone, Copy)]
+pub struct Lane<'a> {
+    /// The channel's id (unique for the relay's lifetime).
+    pub key: u64,
+    /// The channel's name, for notices.
+    pub name: &'a Arc<str>,
+    /// A conflate channel; otherwise reliable.
+    pub conflate: bool,
+}
+
+/// A conflate channel's newest pending message while the connection lags.
+#[derive(Debug)]
+struct Held {
+    key: u64,
+    name: Arc<str>,
+    frame: Bytes,
+    skipped: u64,
+    since: Instant,
+    notified: bool,
+}
+
+/// A subscription's `max_rate` state.
+#[derive(Debug)]
+struct Rate {
+    key: u64,
+    name: Arc<str>,
+    interval: Duration,
+    next_at: Instant,
+    held: Option<Bytes>,
 }
 
 /// A placeholder in the queue, see [`Outbox::reserve`].
@@ -49,6 +100,8 @@ pub struct Taken {
     pub bytes: usize,
     /// The batch ends the connection: write it, then shut the socket.
     pub last: bool,
+    /// When a rate-limited message is next due (take again then).
+    pub next_due: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -66,6 +119,12 @@ struct State {
     doomed_at: Option<Instant>,
     /// Frames discarded unsent when the connection was closed as a slow consumer.
     dropped: u64,
+    /// Over the soft bound: conflate channels are held in `held`.
+    lagging: bool,
+    held: Vec<Held>,
+    rates: Vec<Rate>,
+    /// Messages this connection never got because a newer one replaced them.
+    conflated: u64,
 }
 
 /// A connection's bounded outbound queue.
@@ -75,22 +134,113 @@ pub struct Outbox {
     wake: Notify,
     doom: Notify,
     limit: usize,
+    soft: usize,
+    notice_after: Duration,
 }
 
 impl Outbox {
-    /// An empty outbox holding at most `limit` bytes.
+    /// An empty outbox holding at most `limit` bytes, conflating only at the limit.
     pub fn new(limit: usize) -> Self {
+        Outbox::with_lanes(limit, limit, Duration::from_secs(1))
+    }
+
+    /// An empty outbox holding at most `limit` bytes that conflates past `conflate_after`
+    /// bytes and sends a `lagging` notice for a channel conflated longer than
+    /// `notice_after`.
+    pub fn with_lanes(limit: usize, conflate_after: usize, notice_after: Duration) -> Self {
         Outbox {
             state: Mutex::new(State::default()),
             wake: Notify::new(),
             doom: Notify::new(),
             limit,
+            soft: conflate_after.min(limit),
+            notice_after,
         }
     }
 
-    /// Queues a shared frame (a refcount bump, no copy).
+    /// Queues a shared frame (a refcount bump, no copy) on the reliable lane: replies,
+    /// pings, replayed history.
     pub fn push(&self, frame: &Bytes) -> Push {
+        let st = self.state.lock();
+        self.enqueue(st, frame)
+    }
+
+    /// Queues a channel message on its lane (see the module docs).
+    pub fn push_lane(&self, frame: &Bytes, lane: &Lane<'_>) -> Push {
         let mut st = self.state.lock();
+        if st.closing {
+            return Push::Closed;
+        }
+        if !lane.conflate {
+            return self.enqueue(st, frame);
+        }
+        if let Some(r) = st.rates.iter_mut().find(|r| r.key == lane.key) {
+            let now = Instant::now();
+            if r.held.is_some() || now < r.next_at {
+                let replaced = r.held.replace(frame.clone()).is_some();
+                if replaced {
+                    st.conflated += 1;
+                    return Push::Conflated;
+                }
+                drop(st);
+                self.wake.notify_one(); // the writer has a new due time to wait for
+                return Push::Queued;
+            }
+            r.next_at = now + r.interval;
+        }
+        self.conflate(st, frame.clone(), lane.key, lane.name)
+    }
+
+    /// Queues a conflate-lane frame, or holds it as the channel's newest while lagging.
+    fn conflate(
+        &self,
+        mut st: MutexGuard<'_, State>,
+        frame: Bytes,
+        key: u64,
+        name: &Arc<str>,
+    ) -> Push {
+        // An empty queue always takes the message: lagging needs something in flight,
+        // whose release will flush what is held.
+        if st.bytes == 0 || (!st.lagging && st.bytes + frame.len() <= self.soft) {
+            return self.enqueue(st, &frame);
+        }
+        st.lagging = true;
+        let now = Instant::now();
+        let State {
+            held, conflated, ..
+        } = &mut *st;
+        let (i, result) = match held.iter().position(|h| h.key == key) {
+            Some(i) => {
+                held[i].frame = frame;
+                held[i].skipped += 1;
+                *conflated += 1;
+                (i, Push::Conflated)
+            }
+            None => {
+                held.push(Held {
+                    key,
+                    name: name.clone(),
+                    frame,
+                    skipped: 0,
+                    since: now,
+                    notified: false,
+                });
+                (held.len() - 1, Push::Queued)
+            }
+        };
+        let h = &mut held[i];
+        if !h.notified && now.saturating_duration_since(h.since) >= self.notice_after {
+            h.notified = true;
+            let notice = encode::lagging(&h.name, h.skipped);
+            if self.enqueue(st, &notice) == Push::Overflow {
+                return Push::Overflow;
+            }
+        }
+        result
+    }
+
+    /// Appends to the queue, or closes the connection if that would pass the limit.
+    fn enqueue(&self, mut st: MutexGuard<'_, State>, frame: &Bytes) -> Push {
         if st.closing {
             return Push::Closed;
         }
@@ -108,10 +258,15 @@ impl Outbox {
     }
 
     /// The queue would pass its limit: drop it, queue `1008 slow consumer`, wake the writer.
-    fn overflow(&self, mut st: parking_lot::MutexGuard<'_, State>) -> Push {
+    fn overflow(&self, mut st: MutexGuard<'_, State>) -> Push {
         let dropped: usize = st.queue.iter().map(Bytes::len).sum();
         st.bytes -= dropped;
         st.dropped += st.queue.iter().filter(|f| !f.is_empty()).count() as u64;
+        st.dropped += st.held.len() as u64;
+        st.dropped += st.rates.iter().filter(|r| r.held.is_some()).count() as u64;
+        st.held = Vec::new();
+        st.rates = Vec::new();
+        st.lagging = false;
         st.head_seq += st.queue.len() as u64;
         st.queue.clear();
         st.pending = None;
@@ -187,6 +342,8 @@ impl Outbox {
         st.head_seq += st.queue.len() as u64;
         st.queue.clear();
         st.pending = None;
+        st.held = Vec::new();
+        st.rates = Vec::new();
         st.doomed_at.get_or_insert_with(Instant::now);
         drop(st);
         self.wake.notify_one();
@@ -196,6 +353,32 @@ impl Outbox {
     /// Moves every frame the writer may send now into `batch` (which must be empty).
     pub fn take(&self, batch: &mut VecDeque<Bytes>) -> Taken {
         let mut st = self.state.lock();
+        let mut next_due = None;
+        if !st.rates.is_empty() && !st.closing {
+            let now = Instant::now();
+            let mut due: SmallVec<[(Bytes, u64, Arc<str>); 4]> = SmallVec::new();
+            for r in st.rates.iter_mut() {
+                if r.held.is_some() && now >= r.next_at {
+                    if let Some(f) = r.held.take() {
+                        due.push((f, r.key, r.name.clone()));
+                    }
+                    r.next_at = now + r.interval;
+                }
+            }
+            for (frame, key, name) in due {
+                // Every push but an overflow leaves the lock to be taken again.
+                if self.conflate(st, frame, key, &name) == Push::Overflow {
+                    return self.take(batch);
+                }
+                st = self.state.lock();
+            }
+            next_due = st
+                .rates
+                .iter()
+                .filter(|r| r.held.is_some())
+                .map(|r| r.next_at)
+                .min();
+        }
         let n = match st.pending {
             Some(seq) => (seq - st.head_seq) as usize,
             None => st.queue.len(),
@@ -215,13 +398,68 @@ impl Outbox {
         Taken {
             bytes,
             last: st.closing && st.queue.is_empty(),
+            next_due,
         }
     }
 
-    /// The writer has handed `bytes` to the socket.
+    /// The writer has handed `bytes` to the socket. A lagging connection that is back
+    /// under half the soft bound gets its held messages, newest only, and resumes.
     pub fn release(&self, bytes: usize) {
         let mut st = self.state.lock();
         st.bytes = st.bytes.saturating_sub(bytes);
+        if !st.lagging || st.bytes > self.soft / 2 || st.closing {
+            return;
+        }
+        st.lagging = false;
+        let mut held = std::mem::take(&mut st.held);
+        let notices: SmallVec<[Bytes; 4]> = held
+            .iter()
+            .filter(|h| h.notified)
+            .map(|h| encode::caught_up(&h.name, h.skipped))
+            .collect();
+        let need = held.iter().map(|h| h.frame.len()).sum::<usize>()
+            + notices.iter().map(Bytes::len).sum::<usize>();
+        if st.bytes + need > self.limit {
+            st.held = held;
+            self.overflow(st);
+            return;
+        }
+        st.bytes += need;
+        for h in held.drain(..) {
+            st.queue.push_back(h.frame);
+        }
+        st.queue.extend(notices);
+        st.held = held; // keeps its capacity for the next lag
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    /// Caps channel `key`'s messages at one per `interval` (`None`: uncapped).
+    pub fn set_rate(&self, key: u64, name: &Arc<str>, interval: Option<Duration>) {
+        let mut st = self.state.lock();
+        st.rates.retain(|r| r.key != key);
+        if let Some(interval) = interval {
+            st.rates.push(Rate {
+                key,
+                name: name.clone(),
+                interval,
+                next_at: Instant::now(),
+                held: None,
+            });
+        }
+    }
+
+    /// Forgets anything held for channel `key` (after an unsubscribe), so no message of
+    /// the channel follows the `unsubscribed` reply.
+    pub fn forget(&self, key: u64) {
+        let mut st = self.state.lock();
+        st.rates.retain(|r| r.key != key);
+        st.held.retain(|h| h.key != key);
+    }
+
+    /// Messages this connection never got because newer ones replaced them.
+    pub fn conflated(&self) -> u64 {
+        self.state.lock().conflated
     }
 
     /// Waits until there may be something new to take.
@@ -326,6 +564,127 @@ mod tests {
         assert_eq!(
             encode::decode_head(&batch[1]).unwrap().opcode,
             encode::OP_CLOSE
+        );
+    }
+
+    fn lane(key: u64, name: &Arc<str>) -> Lane<'_> {
+        Lane {
+            key,
+            name,
+            conflate: true,
+        }
+    }
+
+    fn take_all(o: &Outbox) -> Vec<Bytes> {
+        let mut batch = VecDeque::new();
+        let t = o.take(&mut batch);
+        o.release(t.bytes);
+        batch.into_iter().collect()
+    }
+
+    #[test]
+    fn a_lagging_connection_keeps_the_newest_per_conflate_channel_and_all_reliable() {
+        let o = Outbox::with_lanes(1000, 100, Duration::from_secs(60));
+        let (a, b): (Arc<str>, Arc<str>) = ("ticker:A".into(), "ticker:B".into());
+        let tick = |n: u8| Bytes::from(vec![n; 40]);
+        assert_eq!(o.push_lane(&tick(1), &lane(1, &a)), Push::Queued);
+        assert_eq!(o.push_lane(&tick(2), &lane(1, &a)), Push::Queued);
+        assert_eq!(o.queued_bytes(), 80);
+        // 80 + 40 > 100: lagging from here on.
+        assert_eq!(o.push_lane(&tick(3), &lane(1, &a)), Push::Queued);
+        assert_eq!(o.push_lane(&tick(4), &lane(1, &a)), Push::Conflated);
+        assert_eq!(o.push_lane(&tick(5), &lane(2, &b)), Push::Queued);
+        let reliable = Lane {
+            key: 3,
+            name: &a,
+            conflate: false,
+        };
+        assert_eq!(
+            o.push_lane(&f(500), &reliable),
+            Push::Queued,
+            "reliable unaffected"
+        );
+        assert_eq!(o.queued_bytes(), 580, "held frames are not queued");
+        let first = take_all(&o);
+        assert_eq!(first.len(), 3);
+        assert_eq!(first[2].len(), 500);
+        // Released to 0 <= 50: the newest of each channel follows, in channel order.
+        let flushed = take_all(&o);
+        assert_eq!(flushed, vec![tick(4), tick(5)]);
+        assert_eq!(o.conflated(), 1);
+        // Back to normal flow.
+        assert_eq!(o.push_lane(&tick(6), &lane(1, &a)), Push::Queued);
+        assert_eq!(take_all(&o), vec![tick(6)]);
+    }
+
+    #[test]
+    fn lagging_and_caught_up_notices_name_the_channel_and_count_skips() {
+        let o = Outbox::with_lanes(1000, 10, Duration::ZERO);
+        let a: Arc<str> = "ticker:A".into();
+        assert_eq!(
+            o.push_lane(&f(20), &lane(1, &a)),
+            Push::Queued,
+            "empty: sent"
+        );
+        o.push_lane(&f(21), &lane(1, &a));
+        o.push_lane(&f(22), &lane(1, &a));
+        let mut batch = VecDeque::new();
+        let t = o.take(&mut batch);
+        let texts: Vec<&[u8]> = batch.iter().map(|b| &b[..]).collect();
+        assert_eq!(texts.len(), 2, "the first tick, then the notice");
+        assert_eq!(
+            &texts[1][2..],
+            br#"{"type":"lagging","channel":"ticker:A","skipped":0}"#
+        );
+        o.release(t.bytes);
+        let flushed = take_all(&o);
+        assert_eq!(flushed.len(), 2);
+        assert_eq!(flushed[0].len(), 22, "the newest");
+        assert_eq!(
+            &flushed[1][2..],
+            br#"{"type":"caught_up","channel":"ticker:A","skipped":1}"#
+        );
+    }
+
+    #[test]
+    fn ticks_never_take_the_reliable_budget() {
+        let o = Outbox::with_lanes(300, 100, Duration::from_secs(60));
+        let a: Arc<str> = "ticker:A".into();
+        for _ in 0..10_000 {
+            assert_ne!(o.push_lane(&f(50), &lane(1, &a)), Push::Overflow);
+        }
+        assert!(o.queued_bytes() <= 100);
+        assert_eq!(o.push(&f(150)), Push::Queued, "room left for reliable");
+        assert_eq!(
+            o.push(&f(100)),
+            Push::Overflow,
+            "but the reliable budget is enforced"
+        );
+    }
+
+    #[test]
+    fn max_rate_sends_at_once_then_holds_the_newest_until_due() {
+        let o = Outbox::with_lanes(10_000, 10_000, Duration::from_secs(60));
+        let a: Arc<str> = "ticker:A".into();
+        o.set_rate(1, &a, Some(Duration::from_millis(50)));
+        assert_eq!(o.push_lane(&f(1), &lane(1, &a)), Push::Queued);
+        assert_eq!(o.push_lane(&f(2), &lane(1, &a)), Push::Queued);
+        assert_eq!(o.push_lane(&f(3), &lane(1, &a)), Push::Conflated);
+        let mut batch = VecDeque::new();
+        let t = o.take(&mut batch);
+        assert_eq!(batch.len(), 1, "only the first is sent at once");
+        let due = t.next_due.expect("a held message is due later");
+        assert!(due > Instant::now());
+        o.release(t.bytes);
+        std::thread::sleep(Duration::from_millis(60));
+        let later = take_all(&o);
+        assert_eq!(later, vec![f(3)], "the newest, within one interval");
+        o.forget(1);
+        assert_eq!(o.push_lane(&f(4), &lane(1, &a)), Push::Queued);
+        assert_eq!(
+            o.push_lane(&f(5), &lane(1, &a)),
+            Push::Queued,
+            "uncapped again"
         );
     }
 }

@@ -72,6 +72,11 @@ pub(crate) struct ChannelState {
 /// One channel.
 #[derive(Debug)]
 pub struct Channel {
+    /// Unique for the relay's lifetime (a recreated channel gets a new one).
+    pub(crate) id: u64,
+    pub(crate) name: Arc<str>,
+    /// Its namespace conflates (else reliable).
+    pub(crate) conflate: bool,
     pub(crate) state: Mutex<ChannelState>,
     pub(crate) fanout: Mutex<()>,
 }
@@ -86,8 +91,11 @@ pub(crate) struct Prepared {
 }
 
 impl Channel {
-    pub(crate) fn new(epoch: Epoch, history: History) -> Self {
+    pub(crate) fn new(id: u64, name: &str, conflate: bool, epoch: Epoch, history: History) -> Self {
         Channel {
+            id,
+            name: name.into(),
+            conflate,
             state: Mutex::new(ChannelState {
                 offset: 0,
                 epoch,

@@ -192,6 +192,27 @@ pub fn subscribed(id: Option<&Id>, channels: &[SubscribedChannel<'_>]) -> Bytes 
     close_reply(b)
 }
 
+/// `{"type":"lagging","channel":..,"skipped":N}`: this connection has been getting only
+/// the newest of the channel's messages (N skipped so far).
+pub fn lagging(channel: &str, skipped: u64) -> Bytes {
+    staleness("lagging", channel, skipped)
+}
+
+/// `{"type":"caught_up","channel":..,"skipped":N}`: full flow again, N skipped in all.
+pub fn caught_up(channel: &str, skipped: u64) -> Bytes {
+    staleness("caught_up", channel, skipped)
+}
+
+fn staleness(kind: &str, channel: &str, skipped: u64) -> Bytes {
+    let mut b = reply(kind, None, 48 + channel.len());
+    let p = b.payload();
+    p.extend_from_slice(br#","channel":"#);
+    json::push_str(p, channel);
+    p.extend_from_slice(br#","skipped":"#);
+    json::push_u64(p, skipped);
+    close_reply(b)
+}
+
 /// `{"type":"unsubscribed","id":..,"channels":[..]}`
 pub fn unsubscribed(id: Option<&Id>, channels: &[&str]) -> Bytes {
     let mut b = reply("unsubscribed", id, channels.len() * 32);
@@ -336,6 +357,8 @@ mod tests {
             (unsubscribed(None, &["a", "b"]), br#"{"type":"unsubscribed","channels":["a","b"]}"#),
             (published(Some(&id), "a", 7), br#"{"type":"published","id":3,"channel":"a","offset":7}"#),
             (pong(Some(&id)), br#"{"type":"pong","id":3}"#),
+            (lagging("ticker:X", 4), br#"{"type":"lagging","channel":"ticker:X","skipped":4}"#),
+            (caught_up("ticker:X", 9), br#"{"type":"caught_up","channel":"ticker:X","skipped":9}"#),
             (
                 error(Some(&id), ErrorCode::Forbidden, "no \"way\""),
                 br#"{"type":"error","id":3,"code":"forbidden","message":"no \"way\""}"#,

@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use crate::error::ErrorCode;
 use crate::hub::outbox::{Outbox, Push};
 use crate::hub::{Recover, Subscriber};
+use crate::namespace::Delivery;
 use crate::protocol::command::{self, Command, Id, RecoverFrom, Request};
 use crate::protocol::encode::{self, SubscribedChannel};
 use crate::server::Relay;
@@ -62,12 +63,13 @@ pub struct Session {
     raw: bool,
     mode: Mode,
     publisher: bool,
-    subs: Vec<Box<str>>,
+    /// Subscribed channels with their hub ids.
+    subs: Vec<(Box<str>, u64)>,
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
-        for name in self.subs.drain(..) {
+        for (name, _) in self.subs.drain(..) {
             self.relay.hub.unsubscribe(&name, self.conn);
         }
     }
@@ -126,13 +128,14 @@ impl Session {
             Command::Subscribe {
                 channels,
                 recover,
-                max_rate: _,
-            } => self.subscribe(id, &channels, &recover),
+                max_rate,
+            } => self.subscribe(id, &channels, &recover, max_rate),
             Command::Unsubscribe { channels } => {
                 for name in channels.iter() {
-                    if let Some(i) = self.subs.iter().position(|s| &**s == *name) {
-                        self.subs.swap_remove(i);
+                    if let Some(i) = self.subs.iter().position(|(s, _)| &**s == *name) {
+                        let (_, key) = self.subs.swap_remove(i);
                         self.relay.hub.unsubscribe(name, self.conn);
+                        self.outbox.forget(key);
                     }
                 }
                 self.reply(encode::unsubscribed(id, &channels));
@@ -185,11 +188,24 @@ impl Session {
         id: Option<&Id>,
         channels: &[S],
         recover: &[RecoverFrom<'_>],
+        max_rate: Option<u32>,
     ) {
         let new = channels
             .iter()
-            .filter(|c| !self.subs.iter().any(|s| &**s == c.as_ref()))
+            .filter(|c| !self.subs.iter().any(|(s, _)| &**s == c.as_ref()))
             .count();
+        let ns = &self.relay.config.namespaces;
+        if max_rate.is_some()
+            && channels
+                .iter()
+                .any(|c| ns.of(c.as_ref()).delivery != Delivery::Conflate)
+        {
+            return self.error(
+                id,
+                ErrorCode::BadRequest,
+                "max_rate applies to conflate channels only (reliable messages are never skipped)",
+            );
+        }
         let max = self.relay.config.max_subscriptions;
         if self.subs.len() + new > max {
             return self.error(
@@ -215,14 +231,18 @@ impl Session {
                 offset: r.offset,
             });
             match self.relay.hub.subscribe(name, &me, from) {
-                Ok(pos) => {
-                    if !self.subs.iter().any(|s| &**s == name) {
-                        self.subs.push(name.into());
+                Ok(sub) => {
+                    if !self.subs.iter().any(|(s, _)| &**s == name) {
+                        self.subs.push((name.into(), sub.key));
                     }
-                    positions.push(pos);
+                    if sub.conflate_lane {
+                        let interval = max_rate.map(|r| Duration::from_secs(1) / r);
+                        self.outbox.set_rate(sub.key, &sub.name, interval);
+                    }
+                    positions.push(sub);
                 }
                 Err(code) => {
-                    for gone in self.subs.drain(before..) {
+                    for (gone, _) in self.subs.drain(before..) {
                         self.relay.hub.unsubscribe(&gone, self.conn);
                     }
                     self.relay.metrics.error(code);
@@ -433,9 +453,12 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             if taken.last {
                 break;
             }
+            let wake_at = taken
+                .next_due
+                .map_or(next_beat, |due| next_beat.min(due.into()));
             tokio::select! {
                 _ = outbox.ready() => {}
-                _ = tokio::time::sleep_until(next_beat) => {}
+                _ = tokio::time::sleep_until(wake_at) => {}
                 _ = shutdown.changed(), if !draining => {}
             }
             continue;
@@ -465,6 +488,15 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     let _ = tokio::time::timeout(Duration::from_secs(1), w.shutdown()).await;
 }
 
+/// Unregisters a connection's outbox however its task ends.
+struct Registered(Arc<Relay>, u64);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.0.unregister(self.1);
+    }
+}
+
 /// Runs a connection whose handshake is complete, until it is closed. `read` and
 /// `write` are the two halves of the upgraded stream.
 pub async fn run<R, W>(read: R, write: W, relay: Arc<Relay>, params: Params)
@@ -479,12 +511,18 @@ where
         // Echo must hold a whole echoed message however small the queue setting is.
         Mode::Echo => cfg.queue_bytes.max(2 * cfg.max_message_bytes + 1024),
     };
-    let outbox = Arc::new(Outbox::new(limit));
+    let outbox = Arc::new(Outbox::with_lanes(
+        limit,
+        cfg.conflate_after_bytes,
+        Duration::from_millis(cfg.lagging_notice_ms),
+    ));
+    relay.register(conn, outbox.clone());
+    let _registered = Registered(relay.clone(), conn);
     let mut session = Session::new(relay.clone(), outbox.clone(), conn, &params);
     if params.mode == Mode::Relay {
         session.reply(encode::welcome(conn, cfg.heartbeat_ms));
         if !params.channels.is_empty() {
-            session.subscribe(None, &params.channels, &[]);
+            session.subscribe(None, &params.channels, &[], None);
         }
     }
     let (mut ws, _) = fastwebsockets::after_handshake_split(read, tokio::io::sink(), Role::Server);

@@ -220,7 +220,20 @@ pub const UPGRADE_HEADERS: &str = "Connection: Upgrade\r\nUpgrade: websocket\r\n
 impl RawWs {
     /// Connects, upgrades, and (in relay mode) reads the welcome frame.
     pub async fn connect(addr: SocketAddr, query: &str) -> RawWs {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let stream = TcpStream::connect(addr).await.unwrap();
+        RawWs::upgrade(stream, addr, query).await
+    }
+
+    /// Like [`RawWs::connect`] with a small receive buffer, so a client that stops reading
+    /// backs the relay up after kilobytes instead of megabytes.
+    pub async fn connect_small_window(addr: SocketAddr, query: &str) -> RawWs {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(addr).await.unwrap();
+        RawWs::upgrade(stream, addr, query).await
+    }
+
+    async fn upgrade(mut stream: TcpStream, addr: SocketAddr, query: &str) -> RawWs {
         let req = format!("GET /ws{query} HTTP/1.1\r\nHost: {addr}\r\n{UPGRADE_HEADERS}\r\n");
         stream.write_all(req.as_bytes()).await.unwrap();
         let mut ws = RawWs {
