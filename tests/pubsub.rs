@@ -192,6 +192,17 @@ async fn every_error_code_is_answered_and_the_connection_stays_open() {
     send(&mut c, r#"{"op":"publish","channel":"c5","data":1,"id":9}"#).await;
     assert_eq!(recv(&mut c).await["code"], "too_many_channels");
     assert_eq!(r.publish("c5", "1").await.0, 503);
+    // A subscribe that needs a channel the relay cannot make is refused whole: no last
+    // value of the channel that does exist, and no subscription to it.
+    send(
+        &mut c,
+        r#"{"op":"subscribe","channels":["c1","c6"],"id":10}"#,
+    )
+    .await;
+    assert_eq!(recv(&mut c).await["code"], "too_many_channels");
+    r.publish("c1", "2").await;
+    send(&mut c, r#"{"op":"ping","id":"after"}"#).await;
+    assert_eq!(recv(&mut c).await, json!({"type":"pong","id":"after"}));
     // Still open and healthy.
     send(&mut c, r#"{"op":"ping","id":"still"}"#).await;
     assert_eq!(recv(&mut c).await, json!({"type":"pong","id":"still"}));

@@ -253,6 +253,23 @@ impl Hub {
         }
     }
 
+    /// Creates every channel of `names` that does not exist, so that a subscribe to all of
+    /// them cannot fail half way (and leave last values queued for channels it then
+    /// gives up). Fails if the relay cannot hold them all.
+    pub fn ensure_channels<S: AsRef<str>>(&self, names: &[S]) -> Result<(), ErrorCode> {
+        let missing = names
+            .iter()
+            .filter(|n| self.channel(n.as_ref()).is_none())
+            .count();
+        if self.channel_count.load(Ordering::Relaxed) + missing > self.max_channels {
+            return Err(ErrorCode::TooManyChannels);
+        }
+        for n in names {
+            self.channel_or_create(n.as_ref())?;
+        }
+        Ok(())
+    }
+
     /// Adds `sub` to channel `name` (idempotent) and says where the channel stands:
     /// every message after `position.offset` will be pushed to `sub`.
     ///

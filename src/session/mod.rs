@@ -214,6 +214,9 @@ impl Session {
                 "this subscribe would exceed the subscription limit per connection",
             );
         }
+        if let Err(code) = self.relay.hub.ensure_channels(channels) {
+            return self.error(id, code, "the relay holds its maximum number of channels");
+        }
         let Some(slot) = self.outbox.reserve() else {
             return; // closing
         };
