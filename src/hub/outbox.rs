@@ -188,21 +188,21 @@ impl Outbox {
             }
             r.next_at = now + r.interval;
         }
-        self.conflate(st, frame.clone(), lane.key, lane.name)
+        self.conflate(st, frame, lane.key, lane.name)
     }
 
     /// Queues a conflate-lane frame, or holds it as the channel's newest while lagging.
     fn conflate(
         &self,
         mut st: MutexGuard<'_, State>,
-        frame: Bytes,
+        frame: &Bytes,
         key: u64,
         name: &Arc<str>,
     ) -> Push {
         // An empty queue always takes the message: lagging needs something in flight,
         // whose release will flush what is held.
         if st.bytes == 0 || (!st.lagging && st.bytes + frame.len() <= self.soft) {
-            return self.enqueue(st, &frame);
+            return self.enqueue(st, frame);
         }
         st.lagging = true;
         let now = Instant::now();
@@ -211,7 +211,7 @@ impl Outbox {
         } = &mut *st;
         let (i, result) = match held.iter().position(|h| h.key == key) {
             Some(i) => {
-                held[i].frame = frame;
+                held[i].frame = frame.clone();
                 held[i].skipped += 1;
                 *conflated += 1;
                 (i, Push::Conflated)
@@ -220,7 +220,7 @@ impl Outbox {
                 held.push(Held {
                     key,
                     name: name.clone(),
-                    frame,
+                    frame: frame.clone(),
                     skipped: 0,
                     since: now,
                     notified: false,
@@ -367,7 +367,7 @@ impl Outbox {
             }
             for (frame, key, name) in due {
                 // Every push but an overflow leaves the lock to be taken again.
-                if self.conflate(st, frame, key, &name) == Push::Overflow {
+                if self.conflate(st, &frame, key, &name) == Push::Overflow {
                     return self.take(batch);
                 }
                 st = self.state.lock();
