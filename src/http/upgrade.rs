@@ -271,8 +271,15 @@ pub struct Prefixed<R> {
 }
 
 impl<R> Prefixed<R> {
-    /// `prefix` is read before `inner`.
+    /// `prefix` is read before `inner`. It is copied out (or dropped when empty): a
+    /// slice of hyper's read buffer would keep that whole buffer alive for the life of the
+    /// connection.
     pub fn new(prefix: Bytes, inner: R) -> Self {
+        let prefix = if prefix.is_empty() {
+            Bytes::new()
+        } else {
+            Bytes::copy_from_slice(&prefix)
+        };
         Prefixed { prefix, inner }
     }
 }

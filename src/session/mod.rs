@@ -554,3 +554,33 @@ where
         .dropped
         .fetch_add(outbox.dropped(), Ordering::Relaxed);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An idle connection's tasks are mostly their futures' state: keep it small. (The
+    /// writer once held its 64-entry `IoSlice` array across the await: +1 KB a connection.)
+    #[test]
+    fn session_futures_stay_small() {
+        let relay = Relay::new(crate::Config::default());
+        let (a, b) = tokio::io::duplex(64);
+        let (r, w) = tokio::io::split(a);
+        let params = Params {
+            mode: Mode::Relay,
+            raw: false,
+            publisher: false,
+            channels: vec![],
+        };
+        let run_size = std::mem::size_of_val(&run(r, w, relay.clone(), params));
+        let outbox = Outbox::new(10);
+        let last_seen = LastSeen::new();
+        let (_r, w) = tokio::io::split(b);
+        let write_size = std::mem::size_of_val(&write_loop(w, &outbox, &relay, &last_seen));
+        let (batch, mut sink) = (VecDeque::new(), tokio::io::sink());
+        let batch_size = std::mem::size_of_val(&writer::write_batch(&mut sink, &batch));
+        assert!(batch_size <= 128, "write_batch future: {batch_size} bytes");
+        assert!(write_size <= 768, "write_loop future: {write_size} bytes");
+        assert!(run_size <= 1200, "run future: {run_size} bytes");
+    }
+}
