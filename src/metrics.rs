@@ -31,6 +31,8 @@ pub struct Metrics {
     pub slow_consumer_closes: AtomicU64,
     /// Frames discarded unsent when a slow consumer was closed.
     pub dropped: AtomicU64,
+    /// Bytes in connections' outbound queues, as their writers last saw them (gauge).
+    pub queued_bytes: AtomicU64,
     /// Error replies sent, by code (index: [`ErrorCode::index`]).
     pub errors: [AtomicU64; ErrorCode::ALL.len()],
 }
@@ -48,6 +50,7 @@ impl Default for Metrics {
             bytes_out: AtomicU64::new(0),
             slow_consumer_closes: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            queued_bytes: AtomicU64::new(0),
             errors: Default::default(),
         }
     }
@@ -63,4 +66,46 @@ impl Metrics {
     pub fn get(c: &AtomicU64) -> u64 {
         c.load(Ordering::Relaxed)
     }
+}
+
+/// One connection's share of [`Metrics::queued_bytes`]: its writer sets it once per
+/// wake-up (never per message), and dropping it takes the share back out.
+#[derive(Debug)]
+pub struct QueuedShare<'a> {
+    gauge: &'a AtomicU64,
+    mine: u64,
+}
+
+impl<'a> QueuedShare<'a> {
+    /// A share of zero bytes.
+    pub fn new(gauge: &'a AtomicU64) -> Self {
+        QueuedShare { gauge, mine: 0 }
+    }
+
+    /// This connection now has `bytes` queued.
+    pub fn set(&mut self, bytes: usize) {
+        let bytes = bytes as u64;
+        if bytes > self.mine {
+            self.gauge.fetch_add(bytes - self.mine, Ordering::Relaxed);
+        } else if bytes < self.mine {
+            self.gauge.fetch_sub(self.mine - bytes, Ordering::Relaxed);
+        }
+        self.mine = bytes;
+    }
+}
+
+impl Drop for QueuedShare<'_> {
+    fn drop(&mut self) {
+        self.set(0);
+    }
+}
+
+/// Resident memory of this process in bytes (Linux; 0 elsewhere).
+pub fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
 }

@@ -38,7 +38,7 @@ struct Counter {
     value: u64,
 }
 
-fn counters(relay: &Relay) -> [Counter; 10] {
+fn counters(relay: &Relay) -> [Counter; 12] {
     let m = &relay.metrics;
     let g = Metrics::get;
     let c = |prom, json, kind, help, value| Counter {
@@ -118,6 +118,20 @@ fn counters(relay: &Relay) -> [Counter; 10] {
             "counter",
             "Frames discarded when slow consumers were closed.",
             g(&m.dropped),
+        ),
+        c(
+            "queued_bytes",
+            "queued_bytes",
+            "gauge",
+            "Bytes in outbound queues, as writers last saw them.",
+            g(&m.queued_bytes),
+        ),
+        c(
+            "resident_memory_bytes",
+            "rss_bytes",
+            "gauge",
+            "Resident memory of the relay process.",
+            crate::metrics::rss_bytes(),
         ),
     ]
 }

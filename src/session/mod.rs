@@ -12,6 +12,7 @@
 //! close and is then aborted. The subscriptions are released by [`Session`]'s `Drop`,
 //! which runs however the reader ends.
 
+pub mod access;
 pub mod reassembly;
 pub mod writer;
 
@@ -48,8 +49,8 @@ pub struct Params {
     pub mode: Mode,
     /// `format=raw`.
     pub raw: bool,
-    /// Authenticated with the publish key (`?token=`).
-    pub publisher: bool,
+    /// The credentials shown at the upgrade.
+    pub identity: crate::auth::Identity,
     /// `?channels=`: subscribed before the first frame is read.
     pub channels: Vec<String>,
 }
@@ -61,7 +62,7 @@ pub struct Session {
     conn: u64,
     raw: bool,
     mode: Mode,
-    publisher: bool,
+    access: access::Access,
     subs: Vec<Box<str>>,
 }
 
@@ -75,13 +76,14 @@ impl Drop for Session {
 
 impl Session {
     fn new(relay: Arc<Relay>, outbox: Arc<Outbox>, conn: u64, params: &Params) -> Self {
+        let access = access::Access::new(&relay, params.identity.clone());
         Session {
             relay,
             outbox,
             conn,
             raw: params.raw,
             mode: params.mode,
-            publisher: params.publisher,
+            access,
             subs: Vec::new(),
         }
     }
@@ -114,6 +116,9 @@ impl Session {
         if !text {
             return Some((1003, "binary messages are not supported: send JSON text"));
         }
+        if let Some(end) = self.admit(payload) {
+            return end;
+        }
         match command::parse(payload) {
             Err(e) => self.error(e.id.as_ref(), e.code, e.message),
             Ok(Request { id, command }) => self.on_command(id.as_ref(), command),
@@ -134,19 +139,8 @@ impl Session {
                 self.reply(encode::unsubscribed(id, &channels));
             }
             Command::Publish { channel, data } => {
-                if self.relay.config.publish_key.is_none() {
-                    return self.error(
-                        id,
-                        ErrorCode::Forbidden,
-                        "publishing is disabled on this relay (no publish key set)",
-                    );
-                }
-                if !self.publisher {
-                    return self.error(
-                        id,
-                        ErrorCode::Unauthorized,
-                        "publishing needs the publish key: connect with ?token= or send an auth op",
-                    );
+                if !self.may_publish(id, channel) {
+                    return;
                 }
                 if data.len() > self.relay.config.max_message_bytes {
                     return self.error(
@@ -162,14 +156,7 @@ impl Session {
                     }
                 }
             }
-            Command::Auth { token } => {
-                if self.relay.check_publish_key(token) {
-                    self.publisher = true;
-                    self.reply(auth_reply(id));
-                } else {
-                    self.error(id, ErrorCode::Unauthorized, "invalid token");
-                }
-            }
+            Command::Auth { token } => self.authenticate(id, token),
             Command::Ping => self.reply(encode::pong(id)),
         }
     }
@@ -188,6 +175,9 @@ impl Session {
                 ErrorCode::TooManySubscriptions,
                 "this subscribe would exceed the subscription limit per connection",
             );
+        }
+        if !self.may_subscribe(id, channels) {
+            return;
         }
         let Some(slot) = self.outbox.reserve() else {
             return; // closing
@@ -236,18 +226,6 @@ impl Session {
                 .fetch_add(1, Ordering::Relaxed);
         }
     }
-}
-
-fn auth_reply(id: Option<&Id>) -> Bytes {
-    let mut b = encode::FrameBuf::with_capacity(48);
-    let p = b.payload();
-    p.extend_from_slice(br#"{"type":"authenticated""#);
-    if let Some(id) = id {
-        p.extend_from_slice(br#","id":"#);
-        p.extend_from_slice(id.as_json());
-    }
-    p.push(b'}');
-    b.finish(encode::OP_TEXT)
 }
 
 /// Liveness clock shared by reader (touch on every frame) and writer (heartbeat check).
@@ -393,6 +371,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     outbox: &Outbox,
     relay: &Relay,
     last_seen: &LastSeen,
+    deadline: &crate::auth::Deadline,
 ) {
     let cfg = &relay.config;
     let beat = cfg.heartbeat();
@@ -401,7 +380,12 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     let mut draining = false;
     let mut batch = VecDeque::new();
     let grace = Duration::from_millis(cfg.slow_close_grace_ms);
+    let mut queued = crate::metrics::QueuedShare::new(&relay.metrics.queued_bytes);
     loop {
+        queued.set(outbox.queued_bytes());
+        if let Some(reason) = deadline.fire(Instant::now()) {
+            outbox.close_with(encode::close_frame(crate::auth::CLOSE_AUTH, reason));
+        }
         if !draining && *shutdown.borrow() {
             draining = true;
             outbox.close_with(encode::close_frame(1001, "server shutting down"));
@@ -421,7 +405,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             }
             tokio::select! {
                 _ = outbox.ready() => {}
-                _ = tokio::time::sleep_until(next_beat) => {}
+                _ = tokio::time::sleep_until(deadline.due().map_or(next_beat, |d| d.min(next_beat))) => {}
                 _ = shutdown.changed(), if !draining => {}
             }
             continue;
@@ -469,9 +453,7 @@ where
     let mut session = Session::new(relay.clone(), outbox.clone(), conn, &params);
     if params.mode == Mode::Relay {
         session.reply(encode::welcome(conn, cfg.heartbeat_ms));
-        if !params.channels.is_empty() {
-            session.subscribe(None, &params.channels);
-        }
+        session.connect(params.channels);
     }
     let (mut ws, _) = fastwebsockets::after_handshake_split(read, tokio::io::sink(), Role::Server);
     ws.set_auto_close(false);
@@ -479,13 +461,14 @@ where
     // fastwebsockets refuses frames of `>= max` bytes; ours is inclusive.
     ws.set_max_message_size(cfg.max_message_bytes.saturating_add(1));
     let last_seen = Arc::new(LastSeen::new());
+    let deadline = session.access.deadline.clone();
     let mut reader = tokio::spawn(read_loop(
         ws,
         session,
         last_seen.clone(),
         cfg.max_message_bytes,
     ));
-    write_loop(write, &outbox, &relay, &last_seen).await;
+    write_loop(write, &outbox, &relay, &last_seen, &deadline).await;
     let close_timeout = Duration::from_millis(cfg.close_timeout_ms);
     if tokio::time::timeout(close_timeout, &mut reader)
         .await
