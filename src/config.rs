@@ -47,6 +47,18 @@ pub const DEFAULT_CONFLATE_AFTER_BYTES: usize = 128 * 1024;
 pub const DEFAULT_LAGGING_NOTICE_MS: u64 = 1_000;
 /// Default for `--history-max-bytes`.
 pub const DEFAULT_HISTORY_MAX_BYTES: usize = 256 * 1024 * 1024;
+/// Default for `--jwt-leeway-secs`.
+pub const DEFAULT_JWT_LEEWAY_SECS: u64 = 5;
+/// Default for `--auth-timeout-ms`.
+pub const DEFAULT_AUTH_TIMEOUT_MS: u64 = 10_000;
+/// Default for `--max-connections-per-ip`.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1_000;
+/// Default for `--max-commands-per-sec`.
+pub const DEFAULT_MAX_COMMANDS_PER_SEC: u32 = 50;
+/// Default for `--command-burst`.
+pub const DEFAULT_COMMAND_BURST: u32 = 100;
+/// Default for `--rate-limit-close-after`.
+pub const DEFAULT_RATE_LIMIT_CLOSE_AFTER: u32 = 50;
 
 /// tickrelay: a WebSocket edge relay for real-time market data.
 #[derive(Parser, Debug, Clone)]
@@ -145,6 +157,48 @@ pub struct Config {
     #[arg(long, env = "TICKRELAY_HISTORY_MAX_BYTES", default_value_t = DEFAULT_HISTORY_MAX_BYTES)]
     pub history_max_bytes: usize,
 
+    /// HS256 secret for client JWTs. Tokens signed with another algorithm are refused.
+    #[arg(long, env = "TICKRELAY_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// PEM public key for client JWTs: an RSA key accepts RS256 tokens only, a P-256 key
+    /// ES256 only. May be combined with --jwt-secret (HS256 tokens then use the secret).
+    #[arg(long, env = "TICKRELAY_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// Clock skew allowed when checking a token's `exp` and `nbf` (seconds).
+    #[arg(long, env = "TICKRELAY_JWT_LEEWAY_SECS", default_value_t = DEFAULT_JWT_LEEWAY_SECS)]
+    pub jwt_leeway_secs: u64,
+
+    /// Time a connection that needs a credential has to send an `auth` op when it gave
+    /// none at the upgrade (its `?channels=` need one, or no namespace is anonymous).
+    /// Closed with 4001 after it.
+    #[arg(long, env = "TICKRELAY_AUTH_TIMEOUT_MS", default_value_t = DEFAULT_AUTH_TIMEOUT_MS)]
+    pub auth_timeout_ms: u64,
+
+    /// Browser origins allowed to connect (comma list; `*` wildcards, case-insensitive).
+    /// Empty: any. Requests without an Origin header are always allowed.
+    #[arg(long, env = "TICKRELAY_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Open WebSockets per client address (IPv6: per /64); more get 429. 0: no limit.
+    #[arg(long, env = "TICKRELAY_MAX_CONNECTIONS_PER_IP", default_value_t = DEFAULT_MAX_CONNECTIONS_PER_IP)]
+    pub max_connections_per_ip: usize,
+
+    /// Commands per second a connection may send (token bucket rate; 0: no limit).
+    /// More get `rate_limited`. Connections with the publish key or an admin token are exempt.
+    #[arg(long, env = "TICKRELAY_MAX_COMMANDS_PER_SEC", default_value_t = DEFAULT_MAX_COMMANDS_PER_SEC)]
+    pub max_commands_per_sec: u32,
+
+    /// Commands a connection may send at once before the rate applies (bucket size).
+    #[arg(long, env = "TICKRELAY_COMMAND_BURST", default_value_t = DEFAULT_COMMAND_BURST)]
+    pub command_burst: u32,
+
+    /// Commands refused with `rate_limited` in a row after which the connection is
+    /// closed with 1008 (0: never).
+    #[arg(long, env = "TICKRELAY_RATE_LIMIT_CLOSE_AFTER", default_value_t = DEFAULT_RATE_LIMIT_CLOSE_AFTER)]
+    pub rate_limit_close_after: u32,
+
     /// TOML file declaring namespaces (delivery, history, access); see `--print-config`.
     #[arg(long = "config", env = "TICKRELAY_CONFIG")]
     pub config_file: Option<PathBuf>,
@@ -186,6 +240,15 @@ impl Default for Config {
             conflate_after_bytes: DEFAULT_CONFLATE_AFTER_BYTES,
             lagging_notice_ms: DEFAULT_LAGGING_NOTICE_MS,
             history_max_bytes: DEFAULT_HISTORY_MAX_BYTES,
+            jwt_secret: None,
+            jwt_public_key: None,
+            jwt_leeway_secs: DEFAULT_JWT_LEEWAY_SECS,
+            auth_timeout_ms: DEFAULT_AUTH_TIMEOUT_MS,
+            allowed_origins: Vec::new(),
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            max_commands_per_sec: DEFAULT_MAX_COMMANDS_PER_SEC,
+            command_burst: DEFAULT_COMMAND_BURST,
+            rate_limit_close_after: DEFAULT_RATE_LIMIT_CLOSE_AFTER,
             config_file: None,
             print_config: false,
             namespaces: Arc::default(),
@@ -205,13 +268,20 @@ impl Config {
         Duration::from_millis(self.heartbeat_ms.max(1))
     }
 
+    /// Time to send an `auth` op when one is needed.
+    pub fn auth_timeout(&self) -> Duration {
+        Duration::from_millis(self.auth_timeout_ms)
+    }
+
     /// Silence after which a connection is closed: 2.5 heartbeats.
     pub fn idle_timeout(&self) -> Duration {
         self.heartbeat() * 5 / 2
     }
 
-    /// Reads `--config` into [`Config::namespaces`].
+    /// Reads `--config` into [`Config::namespaces`], and checks the JWT key settings
+    /// (the relay reads the key again when it starts).
     pub fn load_file(&mut self) -> Result<(), String> {
+        crate::auth::Verifier::from_config(self)?;
         let Some(path) = &self.config_file else {
             return Ok(());
         };
@@ -228,7 +298,7 @@ impl Config {
         let mut out = String::from("# tickrelay effective configuration\n");
         out.push_str("# flags (set with --flag or TICKRELAY_* variables):\n");
         let secret = |v: &Option<String>| if v.is_some() { "<set>" } else { "<unset>" };
-        let flags: [(&str, String); 24] = [
+        let flags: Vec<(&str, String)> = vec![
             ("listen", self.listen.to_string()),
             ("publish-key", secret(&self.publish_key).into()),
             ("demo", self.demo.to_string()),
@@ -256,6 +326,36 @@ impl Config {
             ),
             ("lagging-notice-ms", self.lagging_notice_ms.to_string()),
             ("history-max-bytes", self.history_max_bytes.to_string()),
+            ("jwt-secret", secret(&self.jwt_secret).into()),
+            (
+                "jwt-public-key",
+                self.jwt_public_key
+                    .as_ref()
+                    .map_or("<unset>".into(), |p| p.display().to_string()),
+            ),
+            ("jwt-leeway-secs", self.jwt_leeway_secs.to_string()),
+            ("auth-timeout-ms", self.auth_timeout_ms.to_string()),
+            (
+                "allowed-origins",
+                if self.allowed_origins.is_empty() {
+                    "<any>".into()
+                } else {
+                    self.allowed_origins.join(",")
+                },
+            ),
+            (
+                "max-connections-per-ip",
+                self.max_connections_per_ip.to_string(),
+            ),
+            (
+                "max-commands-per-sec",
+                self.max_commands_per_sec.to_string(),
+            ),
+            ("command-burst", self.command_burst.to_string()),
+            (
+                "rate-limit-close-after",
+                self.rate_limit_close_after.to_string(),
+            ),
             (
                 "config",
                 self.config_file

@@ -84,7 +84,7 @@ pub async fn run(relay: Arc<Relay>) {
                 .hub
                 .publish(&format!("ticker:{}", i.symbol), body.as_bytes());
         }
-        if n % 15 == 0 {
+        if n.is_multiple_of(15) {
             let i =
                 &instruments[(rng.next() * instruments.len() as f64) as usize % instruments.len()];
             let side = if rng.next() < 0.5 { "BUY" } else { "SELL" };

@@ -11,6 +11,8 @@
 //! |---|---|
 //! | settings and limits, with defaults | [`config`] |
 //! | per-namespace delivery, history and access (`--config`) | [`namespace`] |
+//! | JWT verification, channel patterns, subscribe/publish rules, origins | [`auth`] |
+//! | command rate limit, connections per client address | [`limits`] |
 //! | accept loop, relay state, graceful shutdown | [`server`] |
 //! | HTTP routing; upgrade, publish, stats endpoints | [`http`] |
 //! | the hand-written WebSocket upgrade | [`http::upgrade`] |
@@ -34,11 +36,13 @@
 
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod error;
 pub mod http;
 pub mod hub;
+pub mod limits;
 pub mod metrics;
 pub mod namespace;
 pub mod protocol;

@@ -29,7 +29,10 @@ async fn main() -> std::process::ExitCode {
     };
     let addr = listener.local_addr().map_or(config.listen, |a| a);
     tracing::info!("tickrelay listening on http://{addr} (WebSocket: ws://{addr}/ws)");
-    if config.publish_key.is_none() {
+    if config.publish_key.is_none()
+        && config.jwt_secret.is_none()
+        && config.jwt_public_key.is_none()
+    {
         tracing::info!("no --publish-key: publishing from outside is disabled");
     }
     tickrelay::run(listener, config, shutdown_signal()).await;

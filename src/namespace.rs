@@ -229,6 +229,11 @@ impl Namespaces {
         }
     }
 
+    /// Whether any namespace lets clients without a token subscribe.
+    pub fn any_anonymous(&self) -> bool {
+        self.defaults.anonymous || self.named.values().any(|n| n.anonymous)
+    }
+
     /// The effective table as a config file (what `--print-config` shows).
     pub fn to_toml(&self) -> String {
         let mut s = String::new();

@@ -38,6 +38,10 @@ pub struct Relay {
     all_gone: Notify,
     /// Every open connection's outbox, for `/stats` (registered and removed by sessions).
     outboxes: parking_lot::Mutex<std::collections::HashMap<u64, Arc<Outbox>>>,
+    /// JWT verification (`None`: no JWT key configured).
+    pub jwt: Option<crate::auth::Verifier>,
+    /// Open WebSockets per client address.
+    pub per_ip: Arc<crate::limits::PerIp>,
 }
 
 /// Counts a connection as live until dropped.
@@ -65,6 +69,12 @@ impl Drop for WsSlot {
 impl Relay {
     /// Relay state for `config`.
     pub fn new(config: Config) -> Arc<Relay> {
+        let jwt = crate::auth::Verifier::from_config(&config).unwrap_or_else(|e| {
+            // `Config::load_file` reports this at start-up; fail closed here.
+            tracing::error!(error = %e, "JWT key unusable: every token will be refused");
+            None
+        });
+        let per_ip = crate::limits::PerIp::new(config.max_connections_per_ip);
         let metrics = Arc::new(Metrics::default());
         let hub = Hub::new(config.shard_count(), config.max_channels, metrics.clone())
             .with_history(config.namespaces.clone(), config.history_max_bytes);
@@ -77,6 +87,8 @@ impl Relay {
             live: AtomicUsize::new(0),
             all_gone: Notify::new(),
             outboxes: Default::default(),
+            jwt,
+            per_ip,
         })
     }
 
@@ -164,6 +176,7 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, relay: Arc<Relay>
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_millis(cfg.handshake_timeout_ms))
         .max_buf_size(cfg.max_header_bytes.max(8192))
+        .max_header_size(cfg.max_header_bytes)
         .serve_connection(TokioIo::new(stream), svc)
         .with_upgrades();
     tokio::pin!(conn);

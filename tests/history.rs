@@ -196,7 +196,7 @@ async fn the_replay_live_seam_has_no_gap_and_no_duplicate_under_a_flat_out_publi
             if sink.send(Message::text(cmd)).await.is_err() {
                 break;
             }
-            if i % 64 == 0 {
+            if i.is_multiple_of(64) {
                 tokio::task::yield_now().await;
             }
         }

@@ -43,6 +43,7 @@ async fn a_stalled_reader_is_conflated_and_1000_healthy_subscribers_do_not_notic
     let r = start(Config {
         conflate_after_bytes: soft,
         lagging_notice_ms: 100,
+        max_connections_per_ip: 2000,
         ..config()
     })
     .await;

@@ -1,5 +1,6 @@
 //! `POST /publish/{channel}` (body: the JSON `data`) and `POST /publish` (NDJSON batch of
-//! `{"channel":..,"data":..}`). Both need `Authorization: Bearer <publish key>`.
+//! `{"channel":..,"data":..}`). Both need `Authorization: Bearer <credential>`: the publish
+//! key, or a JWT allowed to publish to every channel concerned (see [`crate::auth`]).
 //!
 //! Answers: `{"channel":"t","epoch":"k3f9","offset":1047,"delivered":12}` for one message;
 //! `{"published":N,"results":[{"channel":..,"epoch":..,"offset":..},..]}` for a batch.
@@ -13,34 +14,51 @@ use hyper::{header, Request, StatusCode};
 use std::sync::Arc;
 
 use super::{json, percent_decode, text, Resp};
+use crate::auth::{self, Identity};
 use crate::error::ProtoError;
 use crate::protocol::{self, channel, json as j};
 use crate::server::Relay;
+use crate::session::access::publishing_enabled;
 
 // Errors are boxed: a response is large and this is the cold path.
-fn authorize(req: &Request<Incoming>, relay: &Relay) -> Result<(), Box<Resp>> {
-    if relay.config.publish_key.is_none() {
+fn authorize(req: &Request<Incoming>, relay: &Relay) -> Result<Identity, Box<Resp>> {
+    if !publishing_enabled(relay) {
         return Err(Box::new(text(
             StatusCode::FORBIDDEN,
             "publishing is disabled: start the relay with --publish-key",
         )));
     }
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
-        Some(key) if relay.check_publish_key(key.trim()) => Ok(()),
-        Some(_) => Err(Box::new(text(
+    let Some(presented) = super::upgrade::bearer(req.headers()) else {
+        return Err(Box::new(text(
+            StatusCode::UNAUTHORIZED,
+            "missing Authorization: Bearer <publish key>",
+        )));
+    };
+    match auth::check(relay, presented) {
+        Ok(cred) => {
+            let mut who = Identity::default();
+            cred.apply(&mut who);
+            Ok(who)
+        }
+        Err(_) if relay.jwt.is_none() => Err(Box::new(text(
             StatusCode::UNAUTHORIZED,
             "invalid publish key",
         ))),
-        None => Err(Box::new(text(
-            StatusCode::UNAUTHORIZED,
-            "missing Authorization: Bearer <publish key>",
-        ))),
+        Err(reason) => Err(Box::new(text(StatusCode::UNAUTHORIZED, reason))),
     }
+}
+
+/// Whether `who` may publish to `channel`; a 403 naming the channel otherwise.
+fn permit(relay: &Relay, who: &Identity, channel: &str) -> Result<(), Box<Resp>> {
+    let ns = &relay.config.namespaces;
+    auth::may_publish(ns, who, channel, true).map_err(|d| {
+        relay.metrics.error(d.code);
+        let status = StatusCode::from_u16(d.code.http_status()).unwrap_or(StatusCode::FORBIDDEN);
+        Box::new(text(
+            status,
+            &format!("{}: {channel}: {}", d.code.as_str(), d.message),
+        ))
+    })
 }
 
 async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Box<Resp>> {
@@ -88,9 +106,10 @@ fn result_json(out: &mut Vec<u8>, channel: &str, p: &crate::hub::Published) {
 
 /// `POST /publish/{channel}`; `raw_channel` is the still-escaped path rest.
 pub async fn single(req: Request<Incoming>, relay: Arc<Relay>, raw_channel: &str) -> Resp {
-    if let Err(r) = authorize(&req, &relay) {
-        return *r;
-    }
+    let who = match authorize(&req, &relay) {
+        Ok(w) => w,
+        Err(r) => return *r,
+    };
     let Some(name) = percent_decode(raw_channel, false) else {
         return text(
             StatusCode::BAD_REQUEST,
@@ -102,6 +121,9 @@ pub async fn single(req: Request<Incoming>, relay: Arc<Relay>, raw_channel: &str
             StatusCode::BAD_REQUEST,
             &format!("invalid_channel: {}", e.reason()),
         );
+    }
+    if let Err(r) = permit(&relay, &who, &name) {
+        return *r;
     }
     let max = relay.config.max_message_bytes;
     // Leave room for white space around a maximal value; `single` checks the value itself.
@@ -128,9 +150,10 @@ pub async fn single(req: Request<Incoming>, relay: Arc<Relay>, raw_channel: &str
 
 /// `POST /publish` with an NDJSON body.
 pub async fn batch(req: Request<Incoming>, relay: Arc<Relay>) -> Resp {
-    if let Err(r) = authorize(&req, &relay) {
-        return *r;
-    }
+    let who = match authorize(&req, &relay) {
+        Ok(w) => w,
+        Err(r) => return *r,
+    };
     let cfg = &relay.config;
     let body = match read_body(req, cfg.max_batch_bytes).await {
         Ok(b) => b,
@@ -153,6 +176,12 @@ pub async fn batch(req: Request<Incoming>, relay: Arc<Relay>) -> Resp {
             );
         }
     };
+    // Like validation, permission is checked for the whole batch before publishing.
+    for item in &items {
+        if let Err(r) = permit(&relay, &who, &item.channel) {
+            return *r;
+        }
+    }
     let mut out = Vec::with_capacity(32 + items.len() * 80);
     out.extend_from_slice(br#"{"results":["#);
     let mut published = 0u64;

@@ -38,7 +38,7 @@ struct Counter {
     value: u64,
 }
 
-fn counters(relay: &Relay) -> [Counter; 14] {
+fn counters(relay: &Relay) -> [Counter; 15] {
     let m = &relay.metrics;
     let g = Metrics::get;
     let c = |prom, json, kind, help, value| Counter {
@@ -146,6 +146,13 @@ fn counters(relay: &Relay) -> [Counter; 14] {
             "counter",
             "History messages forgotten for the byte cap or their TTL.",
             relay.hub.history_evictions(),
+        ),
+        c(
+            "resident_memory_bytes",
+            "rss_bytes",
+            "gauge",
+            "Resident memory of the relay process.",
+            crate::metrics::rss_bytes(),
         ),
     ]
 }

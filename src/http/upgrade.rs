@@ -177,19 +177,47 @@ pub fn parse_query(query: Option<&str>, max_subscriptions: usize) -> Result<Quer
     Ok(q)
 }
 
-/// Answers `GET /ws`.
-pub async fn handle(mut req: Request<Incoming>, relay: Arc<Relay>, _peer: SocketAddr) -> Resp {
+/// The token of `Authorization: Bearer <t>`, if that header is there.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Answers `GET /ws`. Checks, in order: the request head (400/405/426), `Origin` (403),
+/// the query (400), the credential (401), shutdown (503), the client address's
+/// connection limit (429), the relay's (503).
+pub async fn handle(mut req: Request<Incoming>, relay: Arc<Relay>, peer: SocketAddr) -> Resp {
+    use crate::error::ErrorCode;
     let refuse = |r: Rejection| {
         relay
             .metrics
             .handshake_rejects
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match r.status {
+            StatusCode::UNAUTHORIZED => relay.metrics.error(ErrorCode::Unauthorized),
+            StatusCode::FORBIDDEN => relay.metrics.error(ErrorCode::Forbidden),
+            _ => {}
+        }
         let mut resp = text(r.status, r.reason);
-        if r.status == StatusCode::UPGRADE_REQUIRED {
-            resp.headers_mut().insert(
-                header::SEC_WEBSOCKET_VERSION,
-                HeaderValue::from_static("13"),
-            );
+        let h = resp.headers_mut();
+        match r.status {
+            StatusCode::UPGRADE_REQUIRED => {
+                h.insert(
+                    header::SEC_WEBSOCKET_VERSION,
+                    HeaderValue::from_static("13"),
+                );
+            }
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+                h.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(crate::limits::RETRY_AFTER.as_secs()),
+                );
+            }
+            StatusCode::UNAUTHORIZED => {
+                h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
         }
         resp
     };
@@ -197,21 +225,39 @@ pub async fn handle(mut req: Request<Incoming>, relay: Arc<Relay>, _peer: Socket
         Ok(a) => a,
         Err(r) => return refuse(r),
     };
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .map(|o| o.to_str().unwrap_or("\u{fffd}"));
+    if !crate::auth::origin_allowed(&relay.config.allowed_origins, origin) {
+        return refuse(reject(
+            StatusCode::FORBIDDEN,
+            "origin not allowed (see --allowed-origins)",
+        ));
+    }
     let query = match parse_query(req.uri().query(), relay.config.max_subscriptions) {
         Ok(q) => q,
         Err(r) => return refuse(r),
     };
-    let publisher = match &query.token {
-        None => false,
-        Some(t) if relay.check_publish_key(t) => true,
-        Some(_) => return refuse(reject(StatusCode::UNAUTHORIZED, "invalid token")),
-    };
+    let mut identity = crate::auth::Identity::default();
+    if let Some(t) = bearer(req.headers()).or(query.token.as_deref()) {
+        match crate::auth::check(&relay, t) {
+            Ok(cred) => cred.apply(&mut identity),
+            Err(reason) => return refuse(reject(StatusCode::UNAUTHORIZED, reason)),
+        }
+    }
     if relay.is_shutting_down() {
         return refuse(reject(
             StatusCode::SERVICE_UNAVAILABLE,
             "relay is shutting down: reconnect elsewhere",
         ));
     }
+    let Some(ip_slot) = relay.per_ip.acquire(peer.ip()) else {
+        return refuse(reject(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many connections from this address (see --max-connections-per-ip)",
+        ));
+    };
     let Some(slot) = relay.ws_slot() else {
         return refuse(reject(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -225,7 +271,7 @@ pub async fn handle(mut req: Request<Incoming>, relay: Arc<Relay>, _peer: Socket
             Mode::Relay
         },
         raw: query.raw,
-        publisher,
+        identity,
         channels: query.channels,
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
@@ -233,6 +279,7 @@ pub async fn handle(mut req: Request<Incoming>, relay: Arc<Relay>, _peer: Socket
     // awaited in its own task rather than here.
     let task_relay = relay.clone();
     spawn_session(&relay, slot, async move {
+        let _ip_slot = ip_slot;
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {

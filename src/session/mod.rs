@@ -12,6 +12,7 @@
 //! close and is then aborted. The subscriptions are released by [`Session`]'s `Drop`,
 //! which runs however the reader ends.
 
+pub mod access;
 pub mod reassembly;
 pub mod writer;
 
@@ -49,8 +50,8 @@ pub struct Params {
     pub mode: Mode,
     /// `format=raw`.
     pub raw: bool,
-    /// Authenticated with the publish key (`?token=`).
-    pub publisher: bool,
+    /// The credentials shown at the upgrade.
+    pub identity: crate::auth::Identity,
     /// `?channels=`: subscribed before the first frame is read.
     pub channels: Vec<String>,
 }
@@ -62,7 +63,7 @@ pub struct Session {
     conn: u64,
     raw: bool,
     mode: Mode,
-    publisher: bool,
+    access: access::Access,
     /// Subscribed channels with their hub ids.
     subs: Vec<(Box<str>, u64)>,
 }
@@ -77,13 +78,14 @@ impl Drop for Session {
 
 impl Session {
     fn new(relay: Arc<Relay>, outbox: Arc<Outbox>, conn: u64, params: &Params) -> Self {
+        let access = access::Access::new(&relay, params.identity.clone());
         Session {
             relay,
             outbox,
             conn,
             raw: params.raw,
             mode: params.mode,
-            publisher: params.publisher,
+            access,
             subs: Vec::new(),
         }
     }
@@ -116,6 +118,9 @@ impl Session {
         if !text {
             return Some((1003, "binary messages are not supported: send JSON text"));
         }
+        if let Some(end) = self.admit(payload) {
+            return end;
+        }
         match command::parse(payload) {
             Err(e) => self.error(e.id.as_ref(), e.code, e.message),
             Ok(Request { id, command }) => self.on_command(id.as_ref(), command),
@@ -141,19 +146,8 @@ impl Session {
                 self.reply(encode::unsubscribed(id, &channels));
             }
             Command::Publish { channel, data } => {
-                if self.relay.config.publish_key.is_none() {
-                    return self.error(
-                        id,
-                        ErrorCode::Forbidden,
-                        "publishing is disabled on this relay (no publish key set)",
-                    );
-                }
-                if !self.publisher {
-                    return self.error(
-                        id,
-                        ErrorCode::Unauthorized,
-                        "publishing needs the publish key: connect with ?token= or send an auth op",
-                    );
+                if !self.may_publish(id, channel) {
+                    return;
                 }
                 if data.len() > self.relay.config.max_message_bytes {
                     return self.error(
@@ -169,14 +163,7 @@ impl Session {
                     }
                 }
             }
-            Command::Auth { token } => {
-                if self.relay.check_publish_key(token) {
-                    self.publisher = true;
-                    self.reply(auth_reply(id));
-                } else {
-                    self.error(id, ErrorCode::Unauthorized, "invalid token");
-                }
-            }
+            Command::Auth { token } => self.authenticate(id, token),
             Command::Ping => self.reply(encode::pong(id)),
         }
     }
@@ -213,6 +200,9 @@ impl Session {
                 ErrorCode::TooManySubscriptions,
                 "this subscribe would exceed the subscription limit per connection",
             );
+        }
+        if !self.may_subscribe(id, channels) {
+            return;
         }
         if let Err(code) = self.relay.hub.ensure_channels(channels) {
             return self.error(id, code, "the relay holds its maximum number of channels");
@@ -273,18 +263,6 @@ impl Session {
                 .fetch_add(1, Ordering::Relaxed);
         }
     }
-}
-
-fn auth_reply(id: Option<&Id>) -> Bytes {
-    let mut b = encode::FrameBuf::with_capacity(48);
-    let p = b.payload();
-    p.extend_from_slice(br#"{"type":"authenticated""#);
-    if let Some(id) = id {
-        p.extend_from_slice(br#","id":"#);
-        p.extend_from_slice(id.as_json());
-    }
-    p.push(b'}');
-    b.finish(encode::OP_TEXT)
 }
 
 /// Liveness clock shared by reader (touch on every frame) and writer (heartbeat check).
@@ -430,6 +408,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     outbox: &Outbox,
     relay: &Relay,
     last_seen: &LastSeen,
+    deadline: &crate::auth::Deadline,
 ) {
     let cfg = &relay.config;
     let beat = cfg.heartbeat();
@@ -439,6 +418,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     let mut batch = VecDeque::new();
     let grace = Duration::from_millis(cfg.slow_close_grace_ms);
     loop {
+        if let Some(reason) = deadline.fire(Instant::now()) {
+            outbox.close_with(encode::close_frame(crate::auth::CLOSE_AUTH, reason));
+        }
         if !draining && *shutdown.borrow() {
             draining = true;
             outbox.close_with(encode::close_frame(1001, "server shutting down"));
@@ -461,7 +443,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 .map_or(next_beat, |due| next_beat.min(due.into()));
             tokio::select! {
                 _ = outbox.ready() => {}
-                _ = tokio::time::sleep_until(wake_at) => {}
+                _ = tokio::time::sleep_until(deadline.due().map_or(wake_at, |d| d.min(wake_at))) => {}
                 _ = shutdown.changed(), if !draining => {}
             }
             continue;
@@ -524,9 +506,7 @@ where
     let mut session = Session::new(relay.clone(), outbox.clone(), conn, &params);
     if params.mode == Mode::Relay {
         session.reply(encode::welcome(conn, cfg.heartbeat_ms));
-        if !params.channels.is_empty() {
-            session.subscribe(None, &params.channels, &[], None);
-        }
+        session.connect(params.channels);
     }
     let (mut ws, _) = fastwebsockets::after_handshake_split(read, tokio::io::sink(), Role::Server);
     ws.set_auto_close(false);
@@ -534,13 +514,14 @@ where
     // fastwebsockets refuses frames of `>= max` bytes; ours is inclusive.
     ws.set_max_message_size(cfg.max_message_bytes.saturating_add(1));
     let last_seen = Arc::new(LastSeen::new());
+    let deadline = session.access.deadline.clone();
     let mut reader = tokio::spawn(read_loop(
         ws,
         session,
         last_seen.clone(),
         cfg.max_message_bytes,
     ));
-    write_loop(write, &outbox, &relay, &last_seen).await;
+    write_loop(write, &outbox, &relay, &last_seen, &deadline).await;
     let close_timeout = Duration::from_millis(cfg.close_timeout_ms);
     if tokio::time::timeout(close_timeout, &mut reader)
         .await
@@ -569,14 +550,16 @@ mod tests {
         let params = Params {
             mode: Mode::Relay,
             raw: false,
-            publisher: false,
+            identity: Default::default(),
             channels: vec![],
         };
         let run_size = std::mem::size_of_val(&run(r, w, relay.clone(), params));
         let outbox = Outbox::new(10);
         let last_seen = LastSeen::new();
         let (_r, w) = tokio::io::split(b);
-        let write_size = std::mem::size_of_val(&write_loop(w, &outbox, &relay, &last_seen));
+        let deadline = crate::auth::Deadline::default();
+        let write_size =
+            std::mem::size_of_val(&write_loop(w, &outbox, &relay, &last_seen, &deadline));
         let (batch, mut sink) = (VecDeque::new(), tokio::io::sink());
         let batch_size = std::mem::size_of_val(&writer::write_batch(&mut sink, &batch));
         assert!(batch_size <= 128, "write_batch future: {batch_size} bytes");

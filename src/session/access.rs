@@ -1,0 +1,225 @@
+//! One connection's credentials and command limit: the `auth` op (first credential or
+//! refresh), the subscribe and publish checks, the command rate limit, and the
+//! authentication deadline its writer enforces with close code 4001.
+//!
+//! The rules themselves are in [`crate::auth`] and [`crate::limits`]; this file applies
+//! them to a [`Session`].
+
+use bytes::Bytes;
+use std::sync::Arc;
+use tokio::time::Instant;
+
+use super::reassembly::Fail;
+use super::Session;
+use crate::auth::{self, Credential, Deadline, Identity, Why};
+use crate::error::ErrorCode;
+use crate::limits::{CommandLimit, Verdict};
+use crate::protocol::command::{self, Id};
+use crate::protocol::encode;
+use crate::protocol::json as j;
+use crate::server::Relay;
+
+/// A connection's credentials, deadline and command limit; owned by its reader.
+pub struct Access {
+    /// What the connection has shown.
+    pub who: Identity,
+    /// Shared with the writer, which closes the connection with 4001 when it passes.
+    pub deadline: Arc<Deadline>,
+    /// `?channels=` that wait for a credential (sent with an `auth` op).
+    pending: Vec<String>,
+    limit: CommandLimit,
+}
+
+impl Access {
+    /// Access for a connection that showed `who` at the upgrade.
+    pub fn new(relay: &Relay, who: Identity) -> Self {
+        let cfg = &relay.config;
+        let deadline = Arc::new(Deadline::default());
+        if let (Some(c), Some(v)) = (&who.claims, &relay.jwt) {
+            deadline.set(Some(v.expires_at(c)), Why::Expired);
+        }
+        Access {
+            who,
+            deadline,
+            pending: Vec::new(),
+            limit: CommandLimit::new(
+                cfg.max_commands_per_sec,
+                cfg.command_burst,
+                cfg.rate_limit_close_after,
+            ),
+        }
+    }
+}
+
+/// Close code "overloaded, back off": the relay is over capacity for what the connection
+/// asked at connect. Reason says when to retry.
+pub const CLOSE_OVERLOADED: u16 = 1013;
+
+/// Whether the relay accepts publishes from outside at all.
+pub fn publishing_enabled(relay: &Relay) -> bool {
+    relay.config.publish_key.is_some() || relay.jwt.is_some()
+}
+
+impl Session {
+    /// The `?channels=` of the upgrade: subscribed at once, or, when they need a
+    /// credential the connection has not shown, held until an `auth` op arrives within
+    /// `--auth-timeout-ms`. A connection that could do nothing anonymously (no namespace
+    /// is anonymous) gets the same deadline.
+    pub(super) fn connect(&mut self, channels: Vec<String>) {
+        let ns = &self.relay.config.namespaces;
+        let who = &self.access.who;
+        let waits = !who.authenticated()
+            && channels.iter().any(|c| {
+                auth::may_subscribe(ns, who, c).is_err_and(|d| d.code == ErrorCode::Unauthorized)
+            });
+        if !who.authenticated() && (waits || !ns.any_anonymous()) {
+            let at = Instant::now() + self.relay.config.auth_timeout();
+            self.access.deadline.set(Some(at), Why::NoAuth);
+        }
+        if waits {
+            self.access.pending = channels;
+            return;
+        }
+        if channels.is_empty() {
+            return;
+        }
+        let allowed = channels
+            .iter()
+            .all(|c| auth::may_subscribe(ns, who, c).is_ok());
+        self.subscribe(None, &channels, &[], None);
+        if allowed && self.subs.len() < channels.len() {
+            // Allowed, within the subscription limit (checked at the upgrade), and still
+            // refused: the relay's channel table is full. A connection opened for these
+            // channels is of no use without them; tell it to back off.
+            self.outbox.close_with(encode::close_frame(
+                CLOSE_OVERLOADED,
+                "over capacity: channel limit reached, retry in 30s",
+            ));
+        }
+    }
+
+    /// Applies the command rate limit to one message. `None`: run it. `Some(end)`: it was
+    /// refused (and answered); `end` is a close to send when the abuse goes on.
+    pub(super) fn admit(&mut self, payload: &mut [u8]) -> Option<Option<Fail>> {
+        if self.access.who.trusted() {
+            return None;
+        }
+        match self.access.limit.check(Instant::now()) {
+            Verdict::Run => None,
+            Verdict::Refuse => {
+                let id = match command::parse(payload) {
+                    Ok(r) => r.id,
+                    Err(e) => e.id,
+                };
+                self.error(
+                    id.as_ref(),
+                    ErrorCode::RateLimited,
+                    "too many commands: slow down (see max_commands_per_sec)",
+                );
+                Some(None)
+            }
+            Verdict::Close => {
+                self.relay.metrics.error(ErrorCode::RateLimited);
+                Some(Some((1008, "command rate limit exceeded repeatedly")))
+            }
+        }
+    }
+
+    /// Checks every channel of a subscribe; answers the first denial and returns false.
+    pub(super) fn may_subscribe<S: AsRef<str>>(&self, id: Option<&Id>, channels: &[S]) -> bool {
+        let ns = &self.relay.config.namespaces;
+        for c in channels {
+            if let Err(d) = auth::may_subscribe(ns, &self.access.who, c.as_ref()) {
+                self.error(id, d.code, d.message);
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Checks a publish; answers a denial and returns false.
+    pub(super) fn may_publish(&self, id: Option<&Id>, channel: &str) -> bool {
+        let ns = &self.relay.config.namespaces;
+        let enabled = publishing_enabled(&self.relay);
+        match auth::may_publish(ns, &self.access.who, channel, enabled) {
+            Ok(()) => true,
+            Err(d) => {
+                self.error(id, d.code, d.message);
+                false
+            }
+        }
+    }
+
+    /// The `auth` op: a first credential or a refresh. A valid token replaces the
+    /// previous one (new `exp`, new claims); subscriptions the new claims no longer allow
+    /// are dropped and announced with an `unsubscribed` without `id`. An invalid token
+    /// changes nothing and gets `unauthorized`.
+    pub(super) fn authenticate(&mut self, id: Option<&Id>, token: &str) {
+        let cred = match auth::check(&self.relay, token) {
+            Ok(c) => c,
+            Err(reason) => return self.error(id, ErrorCode::Unauthorized, reason),
+        };
+        let is_token = matches!(cred, Credential::Token(_));
+        cred.apply(&mut self.access.who);
+        let expires = match (&self.access.who.claims, &self.relay.jwt) {
+            (Some(c), Some(v)) => Some((v.expires_at(c), c.exp)),
+            _ => None,
+        };
+        // The reply is queued before anything else so the writer, woken by it, sees the
+        // new deadline at once (an earlier `exp` than before is then enforced in time).
+        self.access.deadline.set(expires.map(|e| e.0), Why::Expired);
+        let exp = if is_token { expires.map(|e| e.1) } else { None };
+        self.reply(authenticated(id, self.access.who.sub(), exp));
+        self.revoke();
+        let pending = std::mem::take(&mut self.access.pending);
+        if !pending.is_empty() {
+            self.subscribe(None, &pending, &[], None);
+        }
+    }
+
+    /// Drops subscriptions the current credentials no longer allow.
+    fn revoke(&mut self) {
+        let ns = &self.relay.config.namespaces;
+        let mut gone: Vec<Box<str>> = Vec::new();
+        let mut keys: Vec<u64> = Vec::new();
+        self.subs.retain(|(name, key)| {
+            let keep = auth::may_subscribe(ns, &self.access.who, name).is_ok();
+            if !keep {
+                gone.push(name.clone());
+                keys.push(*key);
+            }
+            keep
+        });
+        if gone.is_empty() {
+            return;
+        }
+        for (name, key) in gone.iter().zip(&keys) {
+            self.relay.hub.unsubscribe(name, self.conn);
+            self.outbox.forget(*key);
+        }
+        let names: Vec<&str> = gone.iter().map(|n| &**n).collect();
+        self.reply(encode::unsubscribed(None, &names));
+    }
+}
+
+/// `{"type":"authenticated","id":..,"sub":..,"exp":..}` (`sub`, `exp` when a token was
+/// presented), so a client knows when to refresh.
+fn authenticated(id: Option<&Id>, sub: Option<&str>, exp: Option<u64>) -> Bytes {
+    let mut b = encode::FrameBuf::with_capacity(96);
+    let p = b.payload();
+    p.extend_from_slice(br#"{"type":"authenticated""#);
+    if let Some(id) = id {
+        p.extend_from_slice(br#","id":"#);
+        p.extend_from_slice(id.as_json());
+    }
+    if let Some(exp) = exp {
+        if let Some(sub) = sub {
+            p.extend_from_slice(br#","sub":"#);
+            j::push_str(p, sub);
+        }
+        p.extend_from_slice(br#","exp":"#);
+        j::push_u64(p, exp);
+    }
+    p.push(b'}');
+    b.finish(encode::OP_TEXT)
+}

@@ -1,0 +1,715 @@
+//! Auth and access over real sockets: JWTs at the upgrade and with the `auth` op (HS256,
+//! RS256, ES256), refresh and expiry (4001), private channels by every spelling, publish
+//! rights, allowed origins. Keys: the test-only PEM files in `tests/keys/`.
+
+mod support;
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use support::*;
+use tickrelay::Config;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const SECRET: &str = "test-jwt-secret-of-a-decent-length";
+const RSA_PRIVATE: &[u8] = include_bytes!("keys/rsa_private.pem");
+const OTHER_RSA_PRIVATE: &[u8] = include_bytes!("keys/other_rsa_private.pem");
+const EC_PRIVATE: &[u8] = include_bytes!("keys/ec_private.pem");
+
+fn key_path(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/keys")
+        .join(name)
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn sign(alg: Algorithm, key: &EncodingKey, claims: &Value) -> String {
+    jsonwebtoken::encode(&Header::new(alg), claims, key).unwrap()
+}
+
+fn hs(claims: Value) -> String {
+    sign(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+        &claims,
+    )
+}
+
+fn rs(alg: Algorithm, pem: &[u8], claims: Value) -> String {
+    sign(alg, &EncodingKey::from_rsa_pem(pem).unwrap(), &claims)
+}
+
+fn es(claims: Value) -> String {
+    sign(
+        Algorithm::ES256,
+        &EncodingKey::from_ec_pem(EC_PRIVATE).unwrap(),
+        &claims,
+    )
+}
+
+fn b64(v: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v)
+}
+
+/// A token with `header` and `claims` and a made-up (or empty) signature.
+fn forged(header: Value, claims: Value, sig: &str) -> String {
+    format!(
+        "{}.{}.{sig}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    )
+}
+
+/// An HS256 token for `sub`, valid for an hour.
+fn user(sub: &str) -> String {
+    hs(json!({"sub": sub, "exp": now() + 3600}))
+}
+
+fn hs_config() -> Config {
+    Config {
+        jwt_secret: Some(SECRET.into()),
+        ..config()
+    }
+}
+
+/// The upgrade answer for `query` and extra headers: (status, one-line body). Only for
+/// refusals (a 101 keeps the connection open).
+async fn refused(r: &TestRelay, query: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut h: Vec<(&str, &str)> = vec![
+        ("Connection", "Upgrade"),
+        ("Upgrade", "websocket"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    h.extend_from_slice(headers);
+    let (s, _, body) = http(r.addr, "GET", &format!("/ws{query}"), &h, b"").await;
+    assert_eq!(body.lines().count(), 1, "one-line reason: {body:?}");
+    (s, body.trim().to_string())
+}
+
+/// Connects with extra request headers; returns the socket or the refusal status.
+async fn ws_with(url: &str, headers: &[(&str, &str)]) -> Result<Ws, u16> {
+    let mut req = url.into_client_request().unwrap();
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((mut ws, _)) => {
+            assert_eq!(recv(&mut ws).await["type"], "welcome");
+            Ok(ws)
+        }
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+        Err(e) => panic!("connect: {e}"),
+    }
+}
+
+async fn auth_op(ws: &mut Ws, token: &str) -> Value {
+    send(ws, &json!({"op":"auth","token":token,"id":"a"}).to_string()).await;
+    recv(ws).await
+}
+
+async fn try_subscribe(ws: &mut Ws, channels: &[&str]) -> Value {
+    send(
+        ws,
+        &json!({"op":"subscribe","channels":channels,"id":"s"}).to_string(),
+    )
+    .await;
+    recv(ws).await
+}
+
+fn bad_tokens() -> Vec<(&'static str, String)> {
+    let t = now();
+    let good_claims = json!({"sub":"u1","exp":t + 3600});
+    vec![
+        ("expired", hs(json!({"sub":"u1","exp":t - 60}))),
+        (
+            "wrongly signed",
+            sign(
+                Algorithm::HS256,
+                &EncodingKey::from_secret(b"another secret"),
+                &good_claims,
+            ),
+        ),
+        (
+            "alg none",
+            forged(json!({"alg":"none","typ":"JWT"}), good_claims.clone(), ""),
+        ),
+        (
+            "alg none with a signature",
+            forged(json!({"alg":"none"}), good_claims.clone(), "c2ln"),
+        ),
+        ("malformed: not a JWT", "not-a-token".into()),
+        ("malformed: three dots", "a.b.c".into()),
+        ("malformed: empty parts", "..".into()),
+        (
+            "malformed: bad JSON header",
+            format!("{}.{}.x", b64(b"{nope"), b64(b"{}")),
+        ),
+        (
+            "malformed: exp as a string",
+            hs(json!({"sub":"u1","exp":(t + 3600).to_string()})),
+        ),
+        (
+            "malformed: admin as a string",
+            hs(json!({"sub":"u1","exp":t + 3600,"admin":"true"})),
+        ),
+        ("no exp", hs(json!({"sub":"u1"}))),
+        (
+            "wrong algorithm (RS256 on an HS256 relay)",
+            rs(Algorithm::RS256, RSA_PRIVATE, good_claims.clone()),
+        ),
+        (
+            "wrong algorithm (HS512 with the right secret)",
+            sign(
+                Algorithm::HS512,
+                &EncodingKey::from_secret(SECRET.as_bytes()),
+                &good_claims,
+            ),
+        ),
+        (
+            "nbf in the future",
+            hs(json!({"sub":"u1","exp":t + 3600,"nbf":t + 600})),
+        ),
+        (
+            "nbf as a string in the future",
+            hs(json!({"sub":"u1","exp":t + 3600,"nbf":(t + 600).to_string()})),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn bad_tokens_are_refused_at_the_upgrade_and_by_the_auth_op() {
+    let r = start(hs_config()).await;
+    let mut anon = ws(&r.url("")).await;
+    let cases = bad_tokens();
+    for (what, token) in &cases {
+        let (s, body) = refused(&r, &format!("?token={token}"), &[]).await;
+        assert_eq!(s, 401, "{what}: {body}");
+        assert!(body.starts_with("invalid token"), "{what}: {body}");
+        let bearer = format!("Bearer {token}");
+        let (s, body) = refused(&r, "", &[("Authorization", &bearer)]).await;
+        assert_eq!(s, 401, "{what} (header): {body}");
+        let e = auth_op(&mut anon, token).await;
+        assert_eq!(
+            (e["type"].as_str(), e["code"].as_str()),
+            (Some("error"), Some("unauthorized")),
+            "{what}: {e}"
+        );
+    }
+    // Specific reasons where they help a client.
+    let reason = |what: &str| {
+        let token = cases.iter().find(|(w, _)| *w == what).unwrap().1.clone();
+        let r = &r;
+        async move { refused(r, &format!("?token={token}"), &[]).await.1 }
+    };
+    assert!(reason("expired").await.contains("expired"));
+    assert!(reason("wrongly signed").await.contains("signature"));
+    assert!(
+        reason("alg none").await.contains("malformed")
+            || reason("alg none").await.contains("algorithm")
+    );
+    assert!(reason("nbf in the future").await.contains("nbf"));
+    assert!(reason("wrong algorithm (RS256 on an HS256 relay)")
+        .await
+        .contains("algorithm"));
+    // The connection that sent all of them is still anonymous and healthy.
+    assert_eq!(
+        try_subscribe(&mut anon, &["user:u1"]).await["code"],
+        "unauthorized"
+    );
+    // A good token works in all three places.
+    let good = user("u1");
+    let mut a = ws(&r.url(&format!("?token={good}"))).await;
+    subscribe(&mut a, &["user:u1"]).await;
+    let bearer = format!("Bearer {good}");
+    let mut b = ws_with(&r.url(""), &[("Authorization", &bearer)])
+        .await
+        .expect("bearer accepted");
+    subscribe(&mut b, &["user:u1"]).await;
+    let ok = auth_op(&mut anon, &good).await;
+    assert_eq!(
+        (ok["type"].as_str(), ok["sub"].as_str()),
+        (Some("authenticated"), Some("u1")),
+        "{ok}"
+    );
+    assert!(ok["exp"].as_u64().unwrap() > now());
+    subscribe(&mut anon, &["user:u1"]).await;
+    let stats = r.stats().await;
+    let unauthorized = stats["errors"]["unauthorized"].as_u64().unwrap();
+    assert!(
+        unauthorized >= 3 * cases.len() as u64,
+        "every refusal counted: {stats}"
+    );
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn rs256_and_es256_keys_accept_their_own_algorithm_only() {
+    let claims = || json!({"sub":"u1","exp":now() + 3600});
+    let rsa = start(Config {
+        jwt_public_key: Some(key_path("rsa_public.pem")),
+        ..config()
+    })
+    .await;
+    let good = rs(Algorithm::RS256, RSA_PRIVATE, claims());
+    let mut c = ws(&rsa.url(&format!("?token={good}"))).await;
+    subscribe(&mut c, &["user:u1"]).await;
+    let public_pem = std::fs::read(key_path("rsa_public.pem")).unwrap();
+    for (what, token) in [
+        // Algorithm confusion: HMAC "signed" with the public key the relay holds.
+        (
+            "HS256 keyed with the public key",
+            sign(
+                Algorithm::HS256,
+                &EncodingKey::from_secret(&public_pem),
+                &claims(),
+            ),
+        ),
+        (
+            "RS384 with the right key",
+            rs(Algorithm::RS384, RSA_PRIVATE, claims()),
+        ),
+        (
+            "PS256 with the right key",
+            rs(Algorithm::PS256, RSA_PRIVATE, claims()),
+        ),
+        (
+            "RS256 with another key",
+            rs(Algorithm::RS256, OTHER_RSA_PRIVATE, claims()),
+        ),
+        ("ES256", es(claims())),
+        ("alg none", forged(json!({"alg":"none"}), claims(), "")),
+    ] {
+        let (s, body) = refused(&rsa, &format!("?token={token}"), &[]).await;
+        assert_eq!(s, 401, "{what}: {body}");
+        let e = auth_op(&mut c, &token).await;
+        assert_eq!(e["code"], "unauthorized", "{what}: {e}");
+    }
+    rsa.stop().await;
+
+    let ec = start(Config {
+        jwt_public_key: Some(key_path("ec_public.pem")),
+        ..config()
+    })
+    .await;
+    let mut c = ws(&ec.url(&format!("?token={}", es(claims())))).await;
+    subscribe(&mut c, &["orders:u1"]).await;
+    for token in [rs(Algorithm::RS256, RSA_PRIVATE, claims()), hs(claims())] {
+        assert_eq!(refused(&ec, &format!("?token={token}"), &[]).await.0, 401);
+    }
+    ec.stop().await;
+
+    // Both kinds configured: each token goes to its own key.
+    let both = start(Config {
+        jwt_public_key: Some(key_path("rsa_public.pem")),
+        ..hs_config()
+    })
+    .await;
+    ws(&both.url(&format!("?token={}", hs(claims())))).await;
+    ws(&both.url(&format!(
+        "?token={}",
+        rs(Algorithm::RS256, RSA_PRIVATE, claims())
+    )))
+    .await;
+    let confused = sign(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(&public_pem),
+        &claims(),
+    );
+    assert_eq!(
+        refused(&both, &format!("?token={confused}"), &[]).await.0,
+        401
+    );
+    both.stop().await;
+
+    // A key file that is not a public key stops the relay from starting.
+    let mut bad = Config {
+        jwt_public_key: Some(key_path("README.md")),
+        ..config()
+    };
+    assert!(bad.load_file().unwrap_err().contains("PUBLIC KEY"));
+}
+
+#[tokio::test]
+async fn a_refresh_extends_life_and_an_expired_token_closes_with_4001() {
+    let r = start(Config {
+        jwt_leeway_secs: 0,
+        ..hs_config()
+    })
+    .await;
+    let short = |sub: &str| hs(json!({"sub":sub,"exp":now() + 2}));
+    let mut stale = RawWs::connect(r.addr, &format!("?token={}", short("a"))).await;
+    let mut fresh = RawWs::connect(r.addr, &format!("?token={}", short("b"))).await;
+    let mut bad_refresh = RawWs::connect(r.addr, &format!("?token={}", short("c"))).await;
+    let started = tokio::time::Instant::now();
+    fresh
+        .send_text(
+            &json!({"op":"auth","token":hs(json!({"sub":"b","exp":now() + 60})),"id":1})
+                .to_string(),
+        )
+        .await;
+    let ok = fresh.recv().await;
+    assert_eq!(ok["type"], "authenticated", "{ok}");
+    bad_refresh
+        .send_text(&json!({"op":"auth","token":"junk","id":1}).to_string())
+        .await;
+    assert_eq!(bad_refresh.recv().await["code"], "unauthorized");
+
+    // The unrefreshed ones close with 4001 and a reason, at exp (within a second).
+    for conn in [&mut stale, &mut bad_refresh] {
+        let (code, reason) = loop {
+            match conn.read_frame().await.expect("a close frame") {
+                (0x8, p) => {
+                    break (
+                        u16::from_be_bytes([p[0], p[1]]),
+                        String::from_utf8_lossy(&p[2..]).to_string(),
+                    )
+                }
+                _ => continue,
+            }
+        };
+        assert_eq!(code, 4001);
+        assert!(reason.contains("token expired"), "{reason}");
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
+    // The refreshed one outlives its first token.
+    tokio::time::sleep(Duration::from_secs(3).saturating_sub(started.elapsed())).await;
+    fresh.send_text(r#"{"op":"ping","id":"alive"}"#).await;
+    assert_eq!(fresh.recv().await["id"], "alive");
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn nobody_reads_another_users_private_channel_by_any_spelling() {
+    let r = start(hs_config()).await;
+    let alice_token = user("alice");
+    let mut alice = ws(&r.url(&format!("?token={alice_token}"))).await;
+    subscribe(&mut alice, &["user:alice", "orders:alice", "signals#alice"]).await;
+    let mut bob = ws(&r.url(&format!("?token={}", user("bob")))).await;
+    let before = r.stats().await["errors"]["forbidden"].as_u64().unwrap();
+    let forbidden = [
+        "user:alice",
+        "orders:alice",
+        "notifications:alice",
+        "signals#alice",
+        "User:alice",
+        "USER:alice",
+        "user:ALICE",
+        "user:Alice",
+        "user:alice#",
+        "user:alice#bob",
+        "user:bob#alice",
+        "orders:alice:x",
+        "user",
+        "user:",
+        "ticker:BTC-USD#alice",
+    ];
+    for ch in forbidden {
+        let e = try_subscribe(&mut bob, &[ch]).await;
+        assert_eq!(
+            (e["type"].as_str(), e["code"].as_str()),
+            (Some("error"), Some("forbidden")),
+            "{ch}: {e}"
+        );
+    }
+    // All or nothing: an allowed channel does not carry a forbidden one in.
+    let e = try_subscribe(&mut bob, &["ticker:X", "user:alice"]).await;
+    assert_eq!(e["code"], "forbidden");
+    // Wildcards and escapes are not channel names at all.
+    for ch in [
+        "user:*",
+        "user:al*",
+        "*",
+        "user:alice%00",
+        "user:alice ",
+        "user%3Aalice",
+    ] {
+        let e = try_subscribe(&mut bob, &[ch]).await;
+        assert_eq!(e["code"], "invalid_channel", "{ch}: {e}");
+    }
+    let after = r.stats().await["errors"]["forbidden"].as_u64().unwrap();
+    assert_eq!(
+        after - before,
+        forbidden.len() as u64 + 1,
+        "each denial counted"
+    );
+
+    // In ?channels=: percent-encoded, in another case, with a trailing '#'.
+    let bob_q = format!("token={}", user("bob"));
+    for q in [
+        "channels=user%3Aalice",
+        "channels=%75ser:alice",
+        "channels=USER%3aalice",
+        "channels=user:alice%23",
+        "channels=ticker:X,user:alice",
+    ] {
+        let mut c = ws(&r.url(&format!("?{bob_q}&{q}"))).await;
+        let e = recv(&mut c).await;
+        assert_eq!(e["code"], "forbidden", "{q}: {e}");
+    }
+    for q in [
+        "channels=user%253Aalice",
+        "channels=user:*",
+        "channels=user%2A",
+    ] {
+        assert_eq!(
+            refused(&r, &format!("?{bob_q}&{q}"), &[]).await.0,
+            400,
+            "{q}"
+        );
+    }
+    // Anonymous: unauthorized, not forbidden.
+    let mut anon = ws(&r.url("")).await;
+    assert_eq!(
+        try_subscribe(&mut anon, &["user:alice"]).await["code"],
+        "unauthorized"
+    );
+
+    // Nothing leaked: alice gets her message, bob and anon nothing.
+    assert_eq!(r.publish("user:alice", r#"{"fill":1}"#).await.0, 200);
+    let m = recv(&mut alice).await;
+    assert_eq!(
+        (m["channel"].as_str(), m["data"]["fill"].as_u64()),
+        (Some("user:alice"), Some(1))
+    );
+    assert_silent(&mut bob, Duration::from_millis(200)).await;
+    assert_silent(&mut anon, Duration::from_millis(10)).await;
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn channels_at_connect_wait_for_an_auth_op_within_the_deadline() {
+    let r = start(Config {
+        auth_timeout_ms: 400,
+        ..hs_config()
+    })
+    .await;
+    // The token comes in the first frame instead of the URL.
+    let mut c = ws(&r.url("?channels=user:alice,ticker:X")).await;
+    send(
+        &mut c,
+        &json!({"op":"auth","token":user("alice")}).to_string(),
+    )
+    .await;
+    assert_eq!(recv(&mut c).await["type"], "authenticated");
+    let s = recv(&mut c).await;
+    assert_eq!(s["type"], "subscribed", "{s}");
+    assert_eq!(s["channels"].as_array().unwrap().len(), 2);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    send(&mut c, r#"{"op":"ping"}"#).await;
+    assert_eq!(recv(&mut c).await["type"], "pong", "deadline disarmed");
+
+    // No auth in time: 4001.
+    let mut late = RawWs::connect(r.addr, "?channels=user:alice").await;
+    let started = tokio::time::Instant::now();
+    assert_eq!(late.expect_close().await, Some(4001));
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    // A wrong token does not count as auth.
+    let mut wrong = RawWs::connect(r.addr, "?channels=user:alice").await;
+    wrong.send_text(r#"{"op":"auth","token":"junk"}"#).await;
+    assert_eq!(wrong.recv().await["code"], "unauthorized");
+    assert_eq!(wrong.expect_close().await, Some(4001));
+    // Public channels need nothing, and a connection holding them is not timed out.
+    let mut public = ws(&r.url("?channels=ticker:X")).await;
+    assert_eq!(recv(&mut public).await["type"], "subscribed");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    send(&mut public, r#"{"op":"ping"}"#).await;
+    assert_eq!(recv(&mut public).await["type"], "pong");
+    r.stop().await;
+
+    // A relay where no namespace is anonymous times out every connection without a token.
+    let mut closed = Config {
+        auth_timeout_ms: 300,
+        ..hs_config()
+    };
+    closed.namespaces = std::sync::Arc::new(
+        tickrelay::namespace::Namespaces::from_toml(
+            "[defaults]\nanonymous = false\n[namespaces.ticker]\nanonymous = false\n[namespaces.market_status]\nanonymous = false\n[namespaces.signals]\nanonymous = false\n[namespaces.alerts]\nanonymous = false",
+        )
+        .unwrap(),
+    );
+    let r = start(closed).await;
+    let mut idle = RawWs::connect(r.addr, "").await;
+    idle.send_text(r#"{"op":"subscribe","channels":["ticker:X"],"id":1}"#)
+        .await;
+    assert_eq!(idle.recv().await["code"], "unauthorized");
+    assert_eq!(idle.expect_close().await, Some(4001));
+    let mut with_token = ws(&r.url(&format!("?token={}", user("u")))).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    subscribe(&mut with_token, &["ticker:X"]).await;
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn a_refresh_with_narrower_claims_drops_what_they_no_longer_allow() {
+    let r = start(hs_config()).await;
+    let wide =
+        hs(json!({"sub":"u","exp":now() + 60,"sub_channels":["ticker:*","signals","user:*"]}));
+    let mut c = ws(&r.url(&format!("?token={wide}"))).await;
+    subscribe(&mut c, &["ticker:X", "signals", "user:u"]).await;
+    let narrow = hs(json!({"sub":"u","exp":now() + 60,"sub_channels":["ticker:*","user:u"]}));
+    assert_eq!(auth_op(&mut c, &narrow).await["type"], "authenticated");
+    let u = recv(&mut c).await;
+    assert_eq!(u, json!({"type":"unsubscribed","channels":["signals"]}));
+    assert_eq!(r.publish("signals", "1").await.0, 200);
+    assert_eq!(r.publish("ticker:X", "2").await.0, 200);
+    assert_eq!(
+        recv(&mut c).await["channel"],
+        "ticker:X",
+        "signals no longer delivered"
+    );
+    // Switching to another user's token drops the first user's private channels.
+    let mut a = ws(&r.url(&format!("?token={}", user("a")))).await;
+    subscribe(&mut a, &["user:a"]).await;
+    assert_eq!(auth_op(&mut a, &user("b")).await["sub"], "b");
+    assert_eq!(
+        recv(&mut a).await,
+        json!({"type":"unsubscribed","channels":["user:a"]})
+    );
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn publish_rights_follow_the_key_admin_pub_channels_and_namespace() {
+    let mut cfg = hs_config();
+    cfg.namespaces = std::sync::Arc::new(
+        tickrelay::namespace::Namespaces::from_toml(
+            "[namespaces.chat]\npublish = \"authenticated\"",
+        )
+        .unwrap(),
+    );
+    let r = start(cfg).await;
+    let feed = hs(json!({"sub":"feed","exp":now() + 60,"pub_channels":["ticker:*"]}));
+    let admin = hs(json!({"sub":"ops","exp":now() + 60,"admin":true}));
+    let plain = user("u");
+    let publish = |ch: &str| json!({"op":"publish","channel":ch,"data":1,"id":"p"}).to_string();
+    let outcome = |v: Value| -> String {
+        if v["type"] == "published" {
+            "ok".into()
+        } else {
+            v["code"].as_str().unwrap_or("?").to_string()
+        }
+    };
+    for (who, token, channel, want) in [
+        ("feed", Some(&feed), "ticker:X", "ok"),
+        ("feed", Some(&feed), "signals", "forbidden"),
+        ("feed", Some(&feed), "user:u", "forbidden"),
+        ("admin", Some(&admin), "signals", "ok"),
+        ("admin", Some(&admin), "user:u", "ok"),
+        ("plain", Some(&plain), "chat:room", "ok"),
+        ("plain", Some(&plain), "ticker:X", "forbidden"),
+        ("anonymous", None, "chat:room", "unauthorized"),
+        ("anonymous", None, "ticker:X", "unauthorized"),
+    ] {
+        let q = token.map_or(String::new(), |t| format!("?token={t}"));
+        let mut c = ws(&r.url(&q)).await;
+        send(&mut c, &publish(channel)).await;
+        assert_eq!(outcome(recv(&mut c).await), want, "{who} -> {channel} (ws)");
+        // The same over HTTP with the token as the bearer.
+        if let Some(t) = token {
+            let bearer = format!("Bearer {t}");
+            let (s, _, body) = http(
+                r.addr,
+                "POST",
+                &format!("/publish/{channel}"),
+                &[("Authorization", &bearer)],
+                b"1",
+            )
+            .await;
+            let want_status = if want == "ok" { 200 } else { 403 };
+            assert_eq!(s, want_status, "{who} -> {channel} (http): {body}");
+        }
+    }
+    // A batch is refused whole when one line is not allowed.
+    let bearer = format!("Bearer {feed}");
+    let (s, _, body) = http(
+        r.addr,
+        "POST",
+        "/publish",
+        &[("Authorization", &bearer)],
+        b"{\"channel\":\"ticker:A\",\"data\":1}\n{\"channel\":\"signals\",\"data\":2}\n",
+    )
+    .await;
+    assert_eq!(s, 403, "{body}");
+    assert!(body.contains("signals"), "{body}");
+    let (_, first) = r.publish("ticker:A", "1").await;
+    assert!(
+        first.contains(r#""offset":1"#),
+        "nothing of the batch was published: {first}"
+    );
+    // The publish key still works, and a bad bearer is a 401.
+    assert_eq!(r.publish("signals", "1").await.0, 200);
+    let (s, _, body) = http(
+        r.addr,
+        "POST",
+        "/publish/signals",
+        &[("Authorization", "Bearer junk")],
+        b"1",
+    )
+    .await;
+    assert_eq!(
+        (s, body.starts_with("invalid token")),
+        (401, true),
+        "{body}"
+    );
+    r.stop().await;
+
+    // Publishing is possible with a JWT key alone (no publish key).
+    let jwt_only = start(Config {
+        jwt_secret: Some(SECRET.into()),
+        ..Config::default()
+    })
+    .await;
+    let mut c = ws(&jwt_only.url(&format!("?token={feed}"))).await;
+    send(&mut c, &publish("ticker:X")).await;
+    assert_eq!(recv(&mut c).await["type"], "published");
+    jwt_only.stop().await;
+}
+
+#[tokio::test]
+async fn origins_outside_the_allowed_list_get_403() {
+    let r = start(Config {
+        allowed_origins: vec![
+            "https://app.example.com".into(),
+            "https://*.trader.io".into(),
+        ],
+        ..config()
+    })
+    .await;
+    for origin in [
+        "https://evil.example",
+        "https://app.example.com.evil.io",
+        "null",
+    ] {
+        let (s, body) = refused(&r, "", &[("Origin", origin)]).await;
+        assert_eq!(s, 403, "{origin}");
+        assert!(body.contains("origin"), "{body}");
+    }
+    for origin in ["https://app.example.com", "HTTPS://desk.trader.io"] {
+        ws_with(&r.url(""), &[("Origin", origin)])
+            .await
+            .unwrap_or_else(|s| panic!("{origin}: {s}"));
+    }
+    // No Origin: not a browser; allowed.
+    ws(&r.url("")).await;
+    r.stop().await;
+    // The default allows any origin.
+    let open = start(config()).await;
+    ws_with(&open.url(""), &[("Origin", "https://anything.example")])
+        .await
+        .unwrap();
+    open.stop().await;
+}
