@@ -713,3 +713,37 @@ async fn origins_outside_the_allowed_list_get_403() {
         .unwrap();
     open.stop().await;
 }
+
+/// `GET /history` follows the subscribe rules for tokens: a user reads its own private
+/// channel, not another's; admins and the publish key read any.
+#[tokio::test]
+async fn history_over_http_follows_the_subscribe_rules() {
+    let r = start(hs_config()).await;
+    assert_eq!(r.publish("user:42", r#"{"fill":1}"#).await.0, 200);
+    let get = |token: String| {
+        let addr = r.addr;
+        async move {
+            let auth = format!("Bearer {token}");
+            http(
+                addr,
+                "GET",
+                "/history/user:42",
+                &[("Authorization", &auth)],
+                b"",
+            )
+            .await
+            .0
+        }
+    };
+    assert_eq!(get(user("42")).await, 200);
+    assert_eq!(get(user("7")).await, 403);
+    assert_eq!(
+        get(hs(json!({"sub":"ops","admin":true,"exp": now() + 60}))).await,
+        200
+    );
+    assert_eq!(get(KEY.to_string()).await, 200);
+    assert_eq!(get(hs(json!({"sub":"42","exp": now() - 600}))).await, 401);
+    let (status, _, _) = http(r.addr, "GET", "/history/user:42", &[], b"").await;
+    assert_eq!(status, 401);
+    r.stop().await;
+}

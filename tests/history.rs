@@ -303,7 +303,7 @@ async fn get_history_pages_and_guards_private_channels() {
     // Private channels need a credential; missing channels are 404; bad queries 400.
     r.publish("user:42", r#"{"fill":1}"#).await;
     assert_eq!(get("/history/user:42", None).await.0, 401);
-    assert_eq!(get("/history/user:42", Some("wrong")).await.0, 403);
+    assert_eq!(get("/history/user:42", Some("wrong")).await.0, 401);
     assert_eq!(get("/history/user:42", Some(KEY)).await.0, 200);
     assert_eq!(
         get("/history/signals:X%237", None).await.0,

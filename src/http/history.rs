@@ -8,13 +8,16 @@
 //! Without `since`: the newest `limit` messages. With it: the first `limit` messages after
 //! offset `since` (page on with the last offset returned); `complete` is false when some
 //! message after `since` is no longer held. Each message is the exact payload subscribers
-//! got, copied out of the stored frame. Channels of public namespaces (anonymous
-//! subscribe, not private) are open; others need the publish key as a Bearer credential.
+//! got, copied out of the stored frame. Whoever may subscribe to a channel may read its
+//! history (anonymous clients: public namespaces; a token: its own private channels and
+//! what its `sub_channels` allow); the publish key and admin tokens may read any.
+//! The credential is `Authorization: Bearer <publish key or JWT>`.
 
 use hyper::body::Incoming;
-use hyper::{header, Request, StatusCode};
+use hyper::{Request, StatusCode};
 
 use super::{json, percent_decode, text, Resp};
+use crate::auth::{self, Identity};
 use crate::protocol::{channel, json as j};
 use crate::server::Relay;
 
@@ -48,27 +51,24 @@ pub fn handle(req: &Request<Incoming>, relay: &Relay, raw_channel: &str) -> Resp
         return text(StatusCode::BAD_REQUEST, e.reason());
     }
     let ns = &relay.config.namespaces;
-    let public = ns.of(&name).anonymous && ns.owner(&name).is_none();
-    if !public {
-        let presented = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        match presented {
-            Some(key) if relay.check_publish_key(key.trim()) => {}
-            Some(_) => {
-                return text(
-                    StatusCode::FORBIDDEN,
-                    "this credential may not read this channel's history",
-                )
-            }
-            None => {
-                return text(
-                    StatusCode::UNAUTHORIZED,
-                    "this channel's history needs Authorization: Bearer <publish key>",
-                )
-            }
+    let mut who = Identity::default();
+    if let Some(presented) = super::upgrade::bearer(req.headers()) {
+        match auth::check(relay, presented) {
+            Ok(cred) => cred.apply(&mut who),
+            Err(reason) => return text(StatusCode::UNAUTHORIZED, reason),
+        }
+    }
+    // Whoever may subscribe to the channel may read its backlog; so may publishers and
+    // admins, for any channel.
+    if !(who.publisher || who.admin()) {
+        if let Err(d) = auth::may_subscribe(ns, &who, &name) {
+            relay.metrics.error(d.code);
+            let status =
+                StatusCode::from_u16(d.code.http_status()).unwrap_or(StatusCode::FORBIDDEN);
+            return text(
+                status,
+                &format!("{}: {name}: {}", d.code.as_str(), d.message),
+            );
         }
     }
     let query = req.uri().query();
