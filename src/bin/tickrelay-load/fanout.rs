@@ -160,7 +160,8 @@ async fn ws_publisher(
                     continue;
                 }
                 let p: &[u8] = &f.payload;
-                if p.starts_with(b"{\"type\":\"published\"") {
+                // Key order is the relay's business: look for the type anywhere.
+                if stats::find(p, b"\"type\":\"published\"", 0).is_some() {
                     match (channel_of(p), stats::u64_after(p, b"\"offset\":", 0)) {
                         (Some(ch), Some((off, _))) => ps.ack(ch, off),
                         _ => ps.error(format!(
@@ -169,7 +170,7 @@ async fn ws_publisher(
                         )),
                     }
                     window.add_permits(1);
-                } else if p.starts_with(b"{\"type\":\"error\"") {
+                } else if stats::find(p, b"\"type\":\"error\"", 0).is_some() {
                     ps.error(format!("publish refused: {}", String::from_utf8_lossy(p)));
                     window.add_permits(1);
                 }
@@ -181,9 +182,13 @@ async fn ws_publisher(
     let mut data = Vec::with_capacity(a.payload_bytes + 64);
     let mut msg = Vec::with_capacity(a.payload_bytes + 128);
     while let Some(n) = pacer.slot().await {
-        match window.acquire().await {
-            Ok(p) => p.forget(),
-            Err(_) => break,
+        // Bounded by the publishing time even if acks stop coming.
+        tokio::select! {
+            p = window.acquire() => match p {
+                Ok(p) => p.forget(),
+                Err(_) => break,
+            },
+            _ = tokio::time::sleep_until(pacer.end) => break,
         }
         let ch = (n % k as u64) as usize;
         tick(&mut data, n, a.payload_bytes);
@@ -205,6 +210,14 @@ async fn ws_publisher(
     let all = a.in_flight as u32;
     let _ = tokio::time::timeout(drain, window.acquire_many(all)).await;
     reader.abort();
+    let answered = ps.acked.load(Ordering::Relaxed) + ps.errors.load(Ordering::Relaxed);
+    let sent = ps.sent.load(Ordering::Relaxed);
+    if answered < sent {
+        ps.error(format!(
+            "{} publishes never answered (acks stopped coming)",
+            sent - answered
+        ));
+    }
     let _ = tokio::time::timeout(
         Duration::from_millis(200),
         wr.write_frame(Frame::close(1000, b"")),
@@ -588,7 +601,15 @@ pub fn connection_fields(r: &mut Report, wanted: usize, conns: &ConnStats, secs:
         .push(("connections_wanted".into(), Json::Int(wanted as u64)));
     r.json.push(("connection_errors".into(), Json::Int(failed)));
     let dis = conns.disconnected.load(Ordering::Relaxed);
-    r.field("disconnects", dis.to_string(), Json::Int(dis));
+    let why = conns.first_disconnect.lock().clone();
+    r.field(
+        "disconnects",
+        match &why {
+            Some(w) => format!("{dis} (first: {w})"),
+            None => dis.to_string(),
+        },
+        Json::Int(dis),
+    );
     let failures = conns.failures.lock();
     let mut by_kind = Vec::new();
     for (kind, (n, detail)) in failures.iter() {

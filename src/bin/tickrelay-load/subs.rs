@@ -25,6 +25,8 @@ pub struct ConnStats {
     pub failed: AtomicU64,
     /// Connections that were up and ended before the run told them to.
     pub disconnected: AtomicU64,
+    /// Why the first disconnect happened.
+    pub first_disconnect: Mutex<Option<String>>,
     /// Failures by kind, with the first detail seen.
     pub failures: Mutex<BTreeMap<Failure, (u64, String)>>,
 }
@@ -36,6 +38,12 @@ impl ConnStats {
         let mut f = self.failures.lock();
         let slot = f.entry(e.kind).or_insert((0, e.detail));
         slot.0 += 1;
+    }
+
+    /// Counts a connection that ended early.
+    pub fn disconnect(&self, why: String) {
+        self.disconnected.fetch_add(1, Ordering::Relaxed);
+        self.first_disconnect.lock().get_or_insert(why);
     }
 
     /// Connections that finished their attempt, either way.
@@ -240,15 +248,21 @@ pub async fn run(idx: usize, channels: Vec<u32>, sh: Arc<Shared>) -> Option<Tall
         };
         let frame = match frame {
             Ok(f) => f,
-            Err(_) => {
-                sh.conns.disconnected.fetch_add(1, Ordering::Relaxed);
+            Err(e) => {
+                sh.conns.disconnect(format!("read: {e}"));
                 break None;
             }
         };
         match frame.opcode {
             OpCode::Text => {}
             OpCode::Close => {
-                sh.conns.disconnected.fetch_add(1, Ordering::Relaxed);
+                let code = frame
+                    .payload
+                    .get(..2)
+                    .map_or(0, |c| u16::from_be_bytes([c[0], c[1]]));
+                let reason = String::from_utf8_lossy(frame.payload.get(2..).unwrap_or(&[]));
+                sh.conns
+                    .disconnect(format!("closed by the relay: {code} {reason}"));
                 break None;
             }
             _ => continue,
