@@ -72,5 +72,60 @@ fn churn(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, fanout, churn);
+/// Publish plus subscribe/unsubscribe churn spread over 1024 channels, as the number of
+/// shards grows: what sharding buys when publishes and subscriptions hit many channels.
+/// Single-threaded, so it measures the per-operation cost of the shard lookup and locks
+/// (hash, map size per shard), not contention.
+fn shards(c: &mut Criterion) {
+    let mut g = c.benchmark_group("shards");
+    let names: Vec<String> = (0..1024).map(|i| format!("ticker:SYM{i}")).collect();
+    for n in [1usize, 4, 16, 64] {
+        let hub = Hub::new(n, 100_000, Arc::new(Metrics::default()));
+        let outboxes: Vec<Arc<Outbox>> = (0..8).map(|_| Arc::new(Outbox::new(64 << 20))).collect();
+        // Every channel exists and has one resident subscriber, so publishes fan out.
+        for (i, name) in names.iter().enumerate() {
+            let sub = Subscriber {
+                conn: i as u64,
+                outbox: outboxes[i % outboxes.len()].clone(),
+                raw: false,
+            };
+            hub.subscribe(name, &sub, None).unwrap();
+        }
+        // One op = one publish + one subscribe + one unsubscribe, on different channels.
+        g.throughput(Throughput::Elements(3));
+        g.bench_function(BenchmarkId::from_parameter(n), |b| {
+            let mut batch = VecDeque::new();
+            let mut i = 0usize;
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iters {
+                    let t = Instant::now();
+                    let p = &names[i.wrapping_mul(7919) % names.len()];
+                    std::hint::black_box(hub.publish(p, TICK).unwrap());
+                    let s = &names[i.wrapping_mul(104_729) % names.len()];
+                    let sub = Subscriber {
+                        conn: 1_000_000 + i as u64,
+                        outbox: outboxes[0].clone(),
+                        raw: false,
+                    };
+                    hub.subscribe(s, &sub, None).unwrap();
+                    hub.unsubscribe(s, sub.conn);
+                    spent += t.elapsed();
+                    i += 1;
+                    if i.is_multiple_of(256) {
+                        for o in &outboxes {
+                            let taken = o.take(&mut batch);
+                            o.release(taken.bytes);
+                            batch.clear();
+                        }
+                    }
+                }
+                spent
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, fanout, churn, shards);
 criterion_main!(benches);

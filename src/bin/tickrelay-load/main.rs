@@ -1,0 +1,130 @@
+//! `tickrelay-load`: the load generator for tickrelay.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`cli`] | options, defaults, bounds |
+//! | [`net`] | loopback-only targets, address spreading, the hand-written upgrade, failure kinds |
+//! | [`subs`] | subscriber connections: subscribe, byte-scan messages, loss/reorder/latency |
+//! | [`fanout`] | the fanout mode and its publisher (WebSocket or HTTP) |
+//! | [`hold`] | the connect and idle modes |
+//! | [`stats`] | clock, sharded HdrHistograms, /proc CPU and RSS, JSON writer |
+//! | [`report`] | progress line, summary table, JSON line, HTML with SVG |
+
+mod cli;
+mod fanout;
+mod hold;
+mod net;
+mod report;
+mod stats;
+mod subs;
+
+use clap::Parser;
+use cli::{Cli, Common, Mode};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (common, connections) = match &cli.mode {
+        Mode::Fanout(a) => (a.common.clone(), a.connections),
+        Mode::Connect(a) => (a.common.clone(), a.connections),
+        Mode::Idle(a) => (a.common.clone(), a.connections),
+    };
+    if let Err(e) = check(&cli.mode, &common, connections) {
+        eprintln!("tickrelay-load: {e}");
+        return ExitCode::from(2);
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(common.threads)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tickrelay-load: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(run(cli.mode, common, connections))
+}
+
+fn check(mode: &Mode, c: &Common, connections: usize) -> Result<(), String> {
+    cli::check_common(c, connections)?;
+    match mode {
+        Mode::Fanout(a) => {
+            if a.channels == 0 || a.channels > 1_000_000 {
+                return Err("--channels must be 1..=1000000".into());
+            }
+            if a.per_conn == 0 || a.per_conn > a.channels {
+                return Err("--per-conn must be 1..=--channels".into());
+            }
+            if a.in_flight == 0 || a.in_flight > 10_000 {
+                return Err("--in-flight must be 1..=10000".into());
+            }
+            if !(a.rate >= 0.0 && a.rate.is_finite()) {
+                return Err("--rate must be >= 0".into());
+            }
+            if a.payload_bytes > 60_000 {
+                return Err("--payload-bytes must be at most 60000".into());
+            }
+            cli::secs("--duration", a.duration)?;
+            cli::secs("--drain", a.drain)?;
+        }
+        Mode::Connect(_) => {}
+        Mode::Idle(a) => {
+            if a.channels == 0 || a.channels > 1_000_000 {
+                return Err("--channels must be 1..=1000000".into());
+            }
+            cli::secs("--hold", a.hold)?;
+        }
+    }
+    Ok(())
+}
+
+async fn run(mode: Mode, c: Common, connections: usize) -> ExitCode {
+    let target = match net::target(
+        &c.target,
+        c.dst_addrs,
+        c.src_addrs,
+        c.allow_remote_test_host,
+    )
+    .await
+    {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("tickrelay-load: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(limit) = net::open_file_limit() {
+        // Subscribers, a publisher (or --in-flight HTTP connections), and a few spare.
+        let need = connections as u64 + 64;
+        if need > limit {
+            eprintln!(
+                "tickrelay-load: warning: {connections} connections need about {need} file \
+                 descriptors but the open-file limit (ulimit -n) is {limit}: expect EMFILE \
+                 failures past ~{} connections",
+                limit.saturating_sub(64)
+            );
+        }
+    }
+    let report = match mode {
+        Mode::Fanout(a) => fanout::run(a, target).await,
+        Mode::Connect(a) => hold::connect(a, target).await,
+        Mode::Idle(a) => hold::idle(a, target).await,
+    };
+    eprint!("{}", report.table());
+    println!("{}", report.json_line());
+    if let Some(path) = &c.out {
+        let cmd: Vec<String> = std::env::args().collect();
+        if let Err(e) = std::fs::write(path, report.html(&cmd.join(" "))) {
+            eprintln!("tickrelay-load: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+        eprintln!("report written to {}", path.display());
+    }
+    if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
