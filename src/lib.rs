@@ -18,6 +18,7 @@
 //! | the hand-written WebSocket upgrade | [`http::upgrade`] |
 //! | one connection: reader, outbound queue, writer, heartbeat | [`session`] |
 //! | fragment reassembly with message limits | [`session::reassembly`] |
+//! | frame boundaries, masking check, no buffer while idle | [`session::framing`] |
 //! | channel table, shards, fan-out | [`hub`] |
 //! | a connection's bounded outbound queue | [`hub::outbox`] |
 //! | command parsing, frame building (pure, no I/O) | [`protocol`] |

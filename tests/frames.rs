@@ -2,6 +2,7 @@
 //! control frames and close codes.
 
 mod support;
+use std::time::Duration;
 use support::*;
 use tickrelay::protocol::encode::{OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
 use tickrelay::Config;
@@ -155,6 +156,19 @@ async fn protocol_violations_close_with_1002_and_binary_with_1003() {
             1002,
         ),
         ("binary", vec![masked_frame(true, OP_BINARY, b"{}")], 1003),
+        (
+            "unmasked text frame (RFC 6455 5.1)",
+            vec![vec![0x81, 0x02, b'{', b'}']],
+            1002,
+        ),
+        (
+            "unmasked ping after a good frame",
+            vec![
+                masked_frame(true, OP_TEXT, br#"{"op":"ping"}"#),
+                vec![0x89, 0x00],
+            ],
+            1002,
+        ),
     ];
     for (what, frames, code) in cases {
         let mut c = RawWs::connect(r.addr, "").await;
@@ -297,5 +311,31 @@ async fn a_request_head_trickled_too_slowly_is_cut_off() {
             && waited < std::time::Duration::from_secs(3),
         "{waited:?}"
     );
+    r.stop().await;
+}
+
+/// A silent connection holds no frame buffer, and one that speaks again after being
+/// silent is served as before: frames split across the silence and commands arriving
+/// one byte at a time are all handled.
+#[tokio::test]
+async fn a_connection_that_goes_quiet_and_speaks_again_is_served() {
+    let r = start(config()).await;
+    let mut c = RawWs::connect(r.addr, "").await;
+    for round in 0..3 {
+        let cmd = format!(r#"{{"op":"ping","id":{round}}}"#);
+        let f = masked_frame(true, OP_TEXT, cmd.as_bytes());
+        // Half a frame, a pause, the rest.
+        c.stream.write_all(&f[..3]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        c.stream.write_all(&f[3..]).await.unwrap();
+        assert_eq!(c.recv().await["id"], round);
+        // One byte at a time.
+        for b in &f {
+            c.stream.write_all(&[*b]).await.unwrap();
+            c.stream.flush().await.unwrap();
+        }
+        assert_eq!(c.recv().await["id"], round);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     r.stop().await;
 }

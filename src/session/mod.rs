@@ -13,6 +13,7 @@
 //! which runs however the reader ends.
 
 pub mod access;
+pub mod framing;
 pub mod reassembly;
 pub mod writer;
 
@@ -32,6 +33,7 @@ use crate::namespace::Delivery;
 use crate::protocol::command::{self, Command, Id, RecoverFrom, Request};
 use crate::protocol::encode::{self, SubscribedChannel};
 use crate::server::Relay;
+use framing::Tracked;
 use reassembly::{DataOp, Fail, Reassembler, Step};
 
 /// What a connection does with the messages it receives.
@@ -314,7 +316,16 @@ fn fail_for(e: &WebSocketError) -> End {
         WebSocketError::InvalidCloseFrame | WebSocketError::InvalidCloseCode => {
             End::Fail((1002, "invalid close frame"))
         }
+        WebSocketError::IoError(e) => io_end(e),
         _ => End::Gone,
+    }
+}
+
+fn io_end(e: &std::io::Error) -> End {
+    if e.kind() == std::io::ErrorKind::InvalidData && e.to_string() == framing::UNMASKED {
+        End::Fail((1002, framing::UNMASKED))
+    } else {
+        End::Gone
     }
 }
 
@@ -342,43 +353,80 @@ fn on_close(payload: &[u8]) -> End {
     }
 }
 
+/// A fastwebsockets reader over `src` with the relay's settings.
+fn frame_reader<R: AsyncRead + Unpin>(src: R, max_message: usize) -> WebSocketRead<R> {
+    let (mut ws, _) = fastwebsockets::after_handshake_split(src, tokio::io::sink(), Role::Server);
+    ws.set_auto_close(false);
+    ws.set_auto_pong(false);
+    // fastwebsockets refuses frames of `>= max` bytes; ours is inclusive.
+    ws.set_max_message_size(max_message.saturating_add(1));
+    ws
+}
+
+/// What one frame does to the connection.
+fn on_frame(
+    frame: &mut fastwebsockets::Frame<'_>,
+    session: &mut Session,
+    asm: &mut Reassembler,
+) -> Option<End> {
+    let op = match frame.opcode {
+        OpCode::Close => return Some(on_close(&frame.payload)),
+        OpCode::Ping => {
+            session.reply(encode::frame(encode::OP_PONG, &frame.payload));
+            return None;
+        }
+        OpCode::Pong if frame.payload.len() > encode::MAX_CONTROL_PAYLOAD => {
+            return Some(End::Fail((1002, "control frame over 125 bytes")))
+        }
+        OpCode::Pong => return None,
+        OpCode::Text => DataOp::Text,
+        OpCode::Binary => DataOp::Binary,
+        OpCode::Continuation => DataOp::Continuation,
+    };
+    let closing = match asm.push(frame.fin, op, &frame.payload) {
+        Err(f) => Some(f),
+        Ok(Step::More) => None,
+        Ok(Step::Whole { text }) => session.on_message(text, frame.payload.to_mut()),
+        Ok(Step::Assembled { text, mut payload }) => session.on_message(text, &mut payload),
+    };
+    closing.map(End::Fail)
+}
+
+/// Reads the client's frames until the connection ends. A silent connection holds no
+/// frame buffer: fastwebsockets' reader (and its 8 KiB buffer) exists only while the
+/// client has sent bytes that are not yet handled (see [`framing`]).
 async fn read_loop<R: AsyncRead + Unpin>(
-    mut ws: WebSocketRead<R>,
+    read: R,
     mut session: Session,
     last_seen: Arc<LastSeen>,
     max_message: usize,
 ) {
+    let mut src = Tracked::new(read);
+    let rest = src.rest();
     let mut asm = Reassembler::new(max_message);
     // auto_pong and auto_close are off, so fastwebsockets never has a frame to send.
     let mut no_send = |_| async { Ok::<(), std::convert::Infallible>(()) };
-    let end = loop {
-        let mut frame = match ws.read_frame(&mut no_send).await {
-            Ok(f) => f,
-            Err(e) => break fail_for(&e),
-        };
-        last_seen.touch();
-        let op = match frame.opcode {
-            OpCode::Close => break on_close(&frame.payload),
-            OpCode::Ping => {
-                session.reply(encode::frame(encode::OP_PONG, &frame.payload));
-                continue;
+    let mut returned = 0u64;
+    let end = 'conn: loop {
+        match src.fill().await {
+            Ok(0) => break End::Gone,
+            Ok(_) => {}
+            Err(e) => break io_end(&e),
+        }
+        let mut ws = frame_reader(&mut src, max_message);
+        loop {
+            let mut frame = match ws.read_frame(&mut no_send).await {
+                Ok(f) => f,
+                Err(e) => break 'conn fail_for(&e),
+            };
+            returned += 1;
+            last_seen.touch();
+            if let Some(end) = on_frame(&mut frame, &mut session, &mut asm) {
+                break 'conn end;
             }
-            OpCode::Pong if frame.payload.len() > encode::MAX_CONTROL_PAYLOAD => {
-                break End::Fail((1002, "control frame over 125 bytes"))
+            if rest.drained(returned) {
+                break; // nothing buffered: drop the reader until the client sends again
             }
-            OpCode::Pong => continue,
-            OpCode::Text => DataOp::Text,
-            OpCode::Binary => DataOp::Binary,
-            OpCode::Continuation => DataOp::Continuation,
-        };
-        let closing = match asm.push(frame.fin, op, &frame.payload) {
-            Err(f) => Some(f),
-            Ok(Step::More) => None,
-            Ok(Step::Whole { text }) => session.on_message(text, frame.payload.to_mut()),
-            Ok(Step::Assembled { text, mut payload }) => session.on_message(text, &mut payload),
-        };
-        if let Some(f) = closing {
-            break End::Fail(f);
         }
     };
     match end {
@@ -390,6 +438,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             session.outbox.close_with(encode::close_frame(code, reason));
             // Wait for the peer's close (or EOF); the session aborts this after
             // close_timeout. Anything else the peer sends meanwhile is discarded.
+            let mut ws = frame_reader(&mut src, max_message);
             loop {
                 match ws.read_frame(&mut no_send).await {
                     Ok(f) if f.opcode == OpCode::Close => break,
@@ -508,15 +557,10 @@ where
         session.reply(encode::welcome(conn, cfg.heartbeat_ms));
         session.connect(params.channels);
     }
-    let (mut ws, _) = fastwebsockets::after_handshake_split(read, tokio::io::sink(), Role::Server);
-    ws.set_auto_close(false);
-    ws.set_auto_pong(false);
-    // fastwebsockets refuses frames of `>= max` bytes; ours is inclusive.
-    ws.set_max_message_size(cfg.max_message_bytes.saturating_add(1));
     let last_seen = Arc::new(LastSeen::new());
     let deadline = session.access.deadline.clone();
     let mut reader = tokio::spawn(read_loop(
-        ws,
+        read,
         session,
         last_seen.clone(),
         cfg.max_message_bytes,
