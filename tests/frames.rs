@@ -155,6 +155,9 @@ async fn protocol_violations_close_with_1002_and_binary_with_1003() {
             1002,
         ),
         ("binary", vec![masked_frame(true, OP_BINARY, b"{}")], 1003),
+        // RFC 6455 §5.1: the server must close on an unmasked client frame.
+        ("unmasked text", vec![vec![0x81, 2, b'{', b'}']], 1002),
+        ("unmasked ping", vec![vec![0x89, 0]], 1002),
     ];
     for (what, frames, code) in cases {
         let mut c = RawWs::connect(r.addr, "").await;

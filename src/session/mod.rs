@@ -303,6 +303,14 @@ fn fail_for(e: &WebSocketError) -> End {
     }
 }
 
+/// RFC 6455 §5.1: a server must close on an unmasked client frame. fastwebsockets
+/// keeps the mask private; the header it would write back shows it (`fmt_head`).
+fn is_masked(frame: &mut fastwebsockets::Frame<'_>) -> bool {
+    let mut head = [0u8; 16];
+    frame.fmt_head(&mut head);
+    head[1] & 0x80 != 0
+}
+
 /// Close codes a peer may send (RFC 6455 §7.4 and the IANA registry): 1000–1003,
 /// 1007–1014, and 3000–4999 for libraries and applications.
 pub fn close_code_valid(code: u16) -> bool {
@@ -342,6 +350,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
             Err(e) => break fail_for(&e),
         };
         last_seen.touch();
+        if !is_masked(&mut frame) {
+            break End::Fail((1002, "client frames must be masked"));
+        }
         let op = match frame.opcode {
             OpCode::Close => break on_close(&frame.payload),
             OpCode::Ping => {
