@@ -712,6 +712,36 @@ mod tests {
         read_path(&input);
     }
 
+    /// Replays the committed seeds (and any `fuzz/artifacts/`) on stable:
+    /// `RUSTFLAGS="--cfg fuzzing" cargo test --lib fuzzing`.
+    #[test]
+    fn the_committed_corpus_replays() {
+        type Target = fn(&[u8]);
+        let targets: [(&str, Target); 5] = [
+            ("command", command),
+            ("publish", publish),
+            ("read_path", read_path),
+            ("upgrade", upgrade),
+            ("frame_encode", frame_encode),
+        ];
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+        for (name, run) in targets {
+            let mut seen = 0;
+            for dir in ["corpus", "artifacts"] {
+                let Ok(entries) = std::fs::read_dir(root.join(dir).join(name)) else {
+                    continue;
+                };
+                for e in entries {
+                    let path = e.unwrap().path();
+                    eprintln!("{}", path.display());
+                    run(&std::fs::read(&path).unwrap());
+                    seen += 1;
+                }
+            }
+            assert!(seen > 0, "no seeds for {name}");
+        }
+    }
+
     fn masked(payload: &[u8]) -> Vec<u8> {
         let mut f = vec![0x81, 0x80 | payload.len() as u8, 1, 2, 3, 4];
         f.extend(
