@@ -25,6 +25,7 @@
 //! | error codes | [`error`] |
 //! | counters for `/stats` and `/metrics` | [`metrics`] |
 //! | the simulated market of `--demo` | [`demo`] |
+//! | fuzz-target entry points and their oracles (`--cfg fuzzing` only) | `fuzzing` |
 //!
 //! ## Data flow
 //!
@@ -41,6 +42,8 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod error;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 pub mod http;
 pub mod hub;
 pub mod limits;

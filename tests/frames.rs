@@ -339,3 +339,45 @@ async fn a_connection_that_goes_quiet_and_speaks_again_is_served() {
     }
     r.stop().await;
 }
+
+#[tokio::test]
+async fn a_frame_trickled_after_the_handshake_is_cut_off_by_the_heartbeat() {
+    let r = start(Config {
+        heartbeat_ms: 100,
+        ..config()
+    })
+    .await;
+    let mut c = RawWs::connect(r.addr, "").await;
+    let frame = masked_frame(
+        true,
+        OP_TEXT,
+        format!(r#"{{"op":"ping","id":1,"pad":"{}"}}"#, "x".repeat(60)).as_bytes(),
+    );
+    // One byte per 40 ms (a byte a second, scaled to the 100 ms heartbeat): the frame
+    // would take over 3 s to complete, the idle timeout is 250 ms.
+    let started = tokio::time::Instant::now();
+    let mut sent = 0;
+    let code = loop {
+        assert!(started.elapsed() < WAIT, "still open after {sent} bytes");
+        if sent < frame.len() && c.stream.write_all(&frame[sent..sent + 1]).await.is_ok() {
+            sent += 1;
+        }
+        match tokio::time::timeout(std::time::Duration::from_millis(40), c.read_frame()).await {
+            Err(_) | Ok(Some((OP_PING, _))) => continue,
+            Ok(Some((OP_CLOSE, p))) => break u16::from_be_bytes([p[0], p[1]]),
+            Ok(other) => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    let waited = started.elapsed();
+    assert_eq!(code, 1001);
+    assert!(sent < frame.len(), "closed before the frame was complete");
+    assert!(
+        waited >= std::time::Duration::from_millis(200)
+            && waited < std::time::Duration::from_secs(3),
+        "closed after {waited:?}"
+    );
+    assert_eq!(c.read_frame().await, None, "and the TCP connection ends");
+    r.wait_stats("the connection to go", |s| s["connections"] == 0)
+        .await;
+    r.stop().await;
+}

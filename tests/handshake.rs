@@ -122,3 +122,32 @@ async fn the_connection_limit_answers_503_and_frees_places_on_close() {
     let _c = ws(&r.url("")).await;
     r.stop().await;
 }
+
+/// Found by the `upgrade` fuzz target: RFC 6455 §4.2.1 needs exactly one Host header, and
+/// hyper does not check it, so the relay upgraded requests without one (or with two).
+#[tokio::test]
+async fn an_upgrade_without_exactly_one_host_gets_400() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let r = start(config()).await;
+    for hosts in ["", "Host: a\r\nHost: b\r\n", "Host: x\r\n"] {
+        let mut s = tokio::net::TcpStream::connect(r.addr).await.unwrap();
+        let req = format!("GET /ws HTTP/1.1\r\n{hosts}{UPGRADE_HEADERS}\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 1024];
+        let n = tokio::time::timeout(WAIT, s.read(&mut buf))
+            .await
+            .expect("an answer in time")
+            .unwrap();
+        let head = String::from_utf8_lossy(&buf[..n]);
+        let want = if hosts == "Host: x\r\n" {
+            "HTTP/1.1 101"
+        } else {
+            "HTTP/1.1 400"
+        };
+        assert!(head.starts_with(want), "{hosts:?}: {head}");
+        if want.ends_with("400") {
+            assert!(head.contains("exactly one Host"), "{head}");
+        }
+    }
+    r.stop().await;
+}

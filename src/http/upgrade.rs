@@ -72,6 +72,13 @@ pub fn validate(
             "a WebSocket upgrade needs HTTP/1.1",
         ));
     }
+    // RFC 6455 §4.2.1 and RFC 9112 §3.2: exactly one Host (hyper does not check it).
+    if headers.get_all(header::HOST).iter().count() != 1 {
+        return Err(reject(
+            StatusCode::BAD_REQUEST,
+            "a WebSocket upgrade needs exactly one Host header",
+        ));
+    }
     if !has_token(headers, header::CONNECTION, "upgrade") {
         return Err(reject(
             StatusCode::BAD_REQUEST,
@@ -363,6 +370,7 @@ mod tests {
     }
 
     const GOOD: &[(&str, &str)] = &[
+        ("host", "example.com"),
         ("connection", "keep-alive, Upgrade"),
         ("upgrade", "WebSocket"),
         ("sec-websocket-version", "13"),
@@ -399,6 +407,11 @@ mod tests {
                 .status
         };
         assert_eq!(status(&without("connection")), StatusCode::BAD_REQUEST);
+        // Found by the upgrade fuzz target: no Host, or two, used to be accepted.
+        assert_eq!(status(&without("host")), StatusCode::BAD_REQUEST);
+        let mut hosts = head(GOOD);
+        hosts.append(header::HOST, HeaderValue::from_static("other.example"));
+        assert_eq!(status(&hosts), StatusCode::BAD_REQUEST);
         assert_eq!(
             status(&with("connection", "upgrades")),
             StatusCode::BAD_REQUEST
