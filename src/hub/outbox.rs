@@ -166,8 +166,21 @@ impl Outbox {
     }
 
     /// Queues a channel message on its lane (see the module docs).
+    #[inline]
     pub fn push_lane(&self, frame: &Bytes, lane: &Lane<'_>) -> Push {
         let mut st = self.state.lock();
+        // The common case, kept to what `push` did before lanes: keeping up, no rate cap.
+        let bound = if lane.conflate { self.soft } else { self.limit };
+        if !st.lagging && !st.closing && st.rates.is_empty() && st.bytes + frame.len() <= bound {
+            let was_empty = st.queue.is_empty();
+            st.bytes += frame.len();
+            st.queue.push_back(frame.clone());
+            drop(st);
+            if was_empty {
+                self.wake.notify_one();
+            }
+            return Push::Queued;
+        }
         if st.closing {
             return Push::Closed;
         }
