@@ -172,14 +172,7 @@ impl Outbox {
         // The common case, kept to what `push` did before lanes: keeping up, no rate cap.
         let bound = if lane.conflate { self.soft } else { self.limit };
         if !st.lagging && !st.closing && st.rates.is_empty() && st.bytes + frame.len() <= bound {
-            let was_empty = st.queue.is_empty();
-            st.bytes += frame.len();
-            st.queue.push_back(frame.clone());
-            drop(st);
-            if was_empty {
-                self.wake.notify_one();
-            }
-            return Push::Queued;
+            return self.append(st, frame);
         }
         if st.closing {
             return Push::Closed;
@@ -253,13 +246,20 @@ impl Outbox {
     }
 
     /// Appends to the queue, or closes the connection if that would pass the limit.
-    fn enqueue(&self, mut st: MutexGuard<'_, State>, frame: &Bytes) -> Push {
+    fn enqueue(&self, st: MutexGuard<'_, State>, frame: &Bytes) -> Push {
         if st.closing {
             return Push::Closed;
         }
         if st.bytes + frame.len() > self.limit {
             return self.overflow(st);
         }
+        self.append(st, frame)
+    }
+
+    /// Appends a frame the caller has checked against the bounds, and wakes the writer if
+    /// the queue was empty.
+    #[inline]
+    fn append(&self, mut st: MutexGuard<'_, State>, frame: &Bytes) -> Push {
         let was_empty = st.queue.is_empty();
         st.bytes += frame.len();
         st.queue.push_back(frame.clone());
