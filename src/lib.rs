@@ -14,6 +14,7 @@
 //! | JWT verification, channel patterns, subscribe/publish rules, origins | [`auth`] |
 //! | command rate limit, connections per client address | [`limits`] |
 //! | accept loop, relay state, graceful shutdown | [`server`] |
+//! | open-file limit, descriptor table sized at start-up | [`fds`] |
 //! | HTTP routing; upgrade, publish, stats endpoints | [`http`] |
 //! | the hand-written WebSocket upgrade | [`http::upgrade`] |
 //! | one connection: reader, outbound queue, writer, heartbeat | [`session`] |
@@ -42,6 +43,7 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod fds;
 #[cfg(fuzzing)]
 pub mod fuzzing;
 pub mod http;

@@ -3,8 +3,7 @@
 use clap::Parser;
 use tickrelay::Config;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -20,6 +19,39 @@ async fn main() -> std::process::ExitCode {
         print!("{}", config.render());
         return std::process::ExitCode::SUCCESS;
     }
+    // Before the runtime starts its threads: see `tickrelay::fds`.
+    let fds = tickrelay::fds::prepare(config.max_connections.saturating_add(FD_MARGIN));
+    let usable = fds.limit.saturating_sub(FD_MARGIN as u64);
+    if usable < config.max_connections as u64 {
+        tracing::warn!(
+            open_file_limit = fds.limit,
+            max_connections = config.max_connections,
+            "the open-file limit allows about {usable} connections, fewer than \
+             --max-connections: accepts beyond that fail (raise `ulimit -n` / LimitNOFILE)"
+        );
+    }
+    tracing::debug!(
+        open_file_limit = fds.limit,
+        fd_table = fds.table,
+        "descriptors"
+    );
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tickrelay: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(serve(config))
+}
+
+/// Descriptors kept for what is not a WebSocket: plain HTTP requests, files, upstreams.
+const FD_MARGIN: usize = 64;
+
+async fn serve(config: Config) -> std::process::ExitCode {
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,
         Err(e) => {
