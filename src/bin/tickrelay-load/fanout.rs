@@ -281,7 +281,7 @@ async fn http_publisher(
     pacer: Arc<Pacer>,
     ps: Arc<PubStats>,
 ) {
-    let mut s = match net::tcp(&target, idx).await {
+    let mut s = match net::tcp(&target, idx, true).await {
         Ok(s) => s,
         Err(e) => {
             ps.error(format!("HTTP publisher connection: {}", e.detail));

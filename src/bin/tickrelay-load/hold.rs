@@ -72,8 +72,8 @@ pub async fn connect(a: ConnectArgs, target: Target) -> Report {
                 }
                 let t0 = stats::now_ns();
                 let r = tokio::time::timeout(timeout, async {
-                    let mut s = net::tcp(&target, i).await?;
-                    net::upgrade(&mut s, &target.host, "/ws").await?;
+                    let mut s = net::tcp(&target, i, false).await?;
+                    net::upgrade(&mut s, &target.host, "/ws", net::Head::Discard).await?;
                     Ok::<_, ConnError>(s)
                 })
                 .await;

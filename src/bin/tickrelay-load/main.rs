@@ -33,6 +33,10 @@ fn main() -> ExitCode {
         eprintln!("tickrelay-load: {e}");
         return ExitCode::from(2);
     }
+    // Subscribers, a publisher (or --in-flight HTTP connections), and a few spare; sized
+    // before the runtime has threads (see `tickrelay::fds`: otherwise each doubling of
+    // the descriptor table stalls this process 10-25 ms, in the middle of a measurement).
+    tickrelay::fds::prepare(connections.saturating_add(FD_SPARE));
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(common.threads)
         .enable_all()
@@ -46,6 +50,9 @@ fn main() -> ExitCode {
     };
     rt.block_on(run(cli.mode, common, connections))
 }
+
+/// Descriptors beyond one per connection: the publisher, HTTP publishers, files.
+const FD_SPARE: usize = 64;
 
 fn check(mode: &Mode, c: &Common, connections: usize) -> Result<(), String> {
     cli::check_common(c, connections)?;
@@ -95,17 +102,15 @@ async fn run(mode: Mode, c: Common, connections: usize) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(limit) = net::open_file_limit() {
-        // Subscribers, a publisher (or --in-flight HTTP connections), and a few spare.
-        let need = connections as u64 + 64;
-        if need > limit {
-            eprintln!(
-                "tickrelay-load: warning: {connections} connections need about {need} file \
-                 descriptors but the open-file limit (ulimit -n) is {limit}: expect EMFILE \
-                 failures past ~{} connections",
-                limit.saturating_sub(64)
-            );
-        }
+    let need = (connections + FD_SPARE) as u64;
+    let file_limit = net::open_file_limit().unwrap_or(u64::MAX);
+    if need > file_limit {
+        eprintln!(
+            "tickrelay-load: warning: {connections} connections need about {need} file \
+             descriptors but the open-file limit (ulimit -n) is {file_limit}: expect EMFILE \
+             failures past ~{} connections",
+            file_limit.saturating_sub(FD_SPARE as u64)
+        );
     }
     let report = match mode {
         Mode::Fanout(a) => fanout::run(a, target).await,

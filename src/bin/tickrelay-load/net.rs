@@ -146,7 +146,9 @@ impl ConnError {
 }
 
 /// Opens a TCP connection number `idx` (which picks the source/destination pair).
-pub async fn tcp(target: &Target, idx: usize) -> Result<TcpStream, ConnError> {
+/// `nodelay` turns Nagle off: wanted where the client keeps sending (commands,
+/// publishes), a wasted system call where it sends one request and then only listens.
+pub async fn tcp(target: &Target, idx: usize, nodelay: bool) -> Result<TcpStream, ConnError> {
     let dst = target.dst[idx % target.dst.len()];
     let sock = if dst.is_ipv4() {
         TcpSocket::new_v4()
@@ -163,7 +165,9 @@ pub async fn tcp(target: &Target, idx: usize) -> Result<TcpStream, ConnError> {
         .connect(dst)
         .await
         .map_err(|e| ConnError::io("connect", e))?;
-    let _ = s.set_nodelay(true);
+    if nodelay {
+        let _ = s.set_nodelay(true);
+    }
     Ok(s)
 }
 
@@ -191,12 +195,24 @@ fn accept_for(key: &str) -> String {
 /// Largest upgrade response head accepted.
 const MAX_HEAD: usize = 4096;
 
+/// How the upgrade answer is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Head {
+    /// Peek, then consume exactly the head: frames the relay sends right behind it stay
+    /// in the socket for fastwebsockets. Two `recv` calls.
+    Exact,
+    /// One `recv` for the head; whatever follows it in the same read is dropped. For
+    /// connections that are only held (`connect`), where no frame follows the head.
+    Discard,
+}
+
 /// Sends the upgrade request for `path_query` (e.g. `/ws?channels=a,b`) and reads the
-/// response head, leaving any bytes after it (the relay's first frames) in the socket.
+/// response head as `how` says.
 pub async fn upgrade(
     stream: &mut TcpStream,
     host: &str,
     path_query: &str,
+    how: Head,
 ) -> Result<(), ConnError> {
     let key = ws_key();
     let req = format!(
@@ -207,37 +223,83 @@ pub async fn upgrade(
         .write_all(req.as_bytes())
         .await
         .map_err(|e| ConnError::io("send upgrade", e))?;
-    // Peek until the whole head is there, then consume exactly the head: frames that
-    // follow it in the same segment stay in the socket for fastwebsockets.
     let mut buf = vec![0u8; MAX_HEAD];
-    let head_len = loop {
+    let head_len = match how {
+        Head::Exact => {
+            let n = peek_head(stream, &mut buf).await?;
+            stream
+                .read_exact(&mut buf[..n])
+                .await
+                .map_err(|e| ConnError::io("read upgrade answer", e))?;
+            n
+        }
+        Head::Discard => read_head(stream, &mut buf).await?,
+    };
+    check_head(&buf[..head_len], &key)
+}
+
+fn head_end(b: &[u8]) -> Option<usize> {
+    b.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+fn closed_early() -> ConnError {
+    ConnError::new(
+        Failure::Other,
+        "connection closed before the upgrade answer".into(),
+    )
+}
+
+fn head_too_long() -> ConnError {
+    ConnError::new(Failure::Other, "upgrade answer head over 4 KiB".into())
+}
+
+/// Peeks until the whole head is in the socket; returns its length.
+async fn peek_head(stream: &mut TcpStream, buf: &mut [u8]) -> Result<usize, ConnError> {
+    loop {
         let n = stream
-            .peek(&mut buf)
+            .peek(buf)
             .await
             .map_err(|e| ConnError::io("read upgrade answer", e))?;
         if n == 0 {
-            return Err(ConnError::new(
-                Failure::Other,
-                "connection closed before the upgrade answer".into(),
-            ));
+            return Err(closed_early());
         }
-        if let Some(i) = buf[..n].windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
+        if let Some(end) = head_end(&buf[..n]) {
+            return Ok(end);
         }
         if n == buf.len() {
-            return Err(ConnError::new(
-                Failure::Other,
-                "upgrade answer head over 4 KiB".into(),
-            ));
+            return Err(head_too_long());
         }
         // Part of the head is there: wait briefly for the rest (peek does not consume).
         tokio::time::sleep(Duration::from_millis(1)).await;
-    };
-    stream
-        .read_exact(&mut buf[..head_len])
-        .await
-        .map_err(|e| ConnError::io("read upgrade answer", e))?;
-    let head = String::from_utf8_lossy(&buf[..head_len]);
+    }
+}
+
+/// Reads until the head is complete; returns its length (bytes past it are dropped).
+async fn read_head(stream: &mut TcpStream, buf: &mut [u8]) -> Result<usize, ConnError> {
+    let mut have = 0;
+    loop {
+        let n = stream
+            .read(&mut buf[have..])
+            .await
+            .map_err(|e| ConnError::io("read upgrade answer", e))?;
+        if n == 0 {
+            return Err(closed_early());
+        }
+        // The end marker may straddle two reads.
+        let from = have.saturating_sub(3);
+        have += n;
+        if let Some(end) = head_end(&buf[from..have]) {
+            return Ok(from + end);
+        }
+        if have == buf.len() {
+            return Err(head_too_long());
+        }
+    }
+}
+
+/// Checks the status line and `Sec-WebSocket-Accept` of a response head.
+fn check_head(head: &[u8], key: &str) -> Result<(), ConnError> {
+    let head = String::from_utf8_lossy(head);
     let status = head.split(' ').nth(1).unwrap_or("");
     if status != "101" {
         let line = head.lines().next().unwrap_or("").to_string();
@@ -246,7 +308,7 @@ pub async fn upgrade(
             format!("upgrade refused: {line}"),
         ));
     }
-    let want = accept_for(&key);
+    let want = accept_for(key);
     let ok = head.lines().any(|l| {
         l.split_once(':').is_some_and(|(k, v)| {
             k.trim().eq_ignore_ascii_case("sec-websocket-accept") && v.trim() == want
@@ -270,8 +332,8 @@ pub async fn ws(
     timeout: Duration,
 ) -> Result<WebSocket<TcpStream>, ConnError> {
     let fut = async {
-        let mut s = tcp(target, idx).await?;
-        upgrade(&mut s, &target.host, path_query).await?;
+        let mut s = tcp(target, idx, true).await?;
+        upgrade(&mut s, &target.host, path_query, Head::Exact).await?;
         Ok(WebSocket::after_handshake(s, Role::Client))
     };
     match tokio::time::timeout(timeout, fut).await {
@@ -341,5 +403,52 @@ mod tests {
             Failure::of(&io::Error::from_raw_os_error(99)),
             Failure::NoPort
         );
+    }
+
+    /// A server that answers the upgrade with its head cut at `cut` (the second part sent
+    /// a little later), followed by `tail`.
+    async fn split_answer(cut: usize, tail: &'static [u8]) -> SocketAddr {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut req = vec![0u8; 1024];
+            let n = s.read(&mut req).await.unwrap();
+            let req = String::from_utf8_lossy(&req[..n]).to_string();
+            let key = req
+                .lines()
+                .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+                .unwrap();
+            let head = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\
+                 sec-websocket-accept: {}\r\n\r\n",
+                accept_for(key.trim())
+            );
+            s.write_all(&head.as_bytes()[..cut]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            s.write_all(&head.as_bytes()[cut..]).await.unwrap();
+            s.write_all(tail).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_head_split_inside_its_end_marker_is_read_either_way() {
+        for how in [Head::Exact, Head::Discard] {
+            // Cut between the two CRLFs that end the head.
+            let head_len = "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\
+                 sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+                .len();
+            let addr = split_answer(head_len - 2, b"\x81\x02hi").await;
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            upgrade(&mut s, "h", "/ws", how).await.unwrap();
+            if how == Head::Exact {
+                // The frame behind the head is still in the socket.
+                let mut f = [0u8; 4];
+                s.read_exact(&mut f).await.unwrap();
+                assert_eq!(&f, b"\x81\x02hi");
+            }
+        }
     }
 }
