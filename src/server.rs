@@ -109,14 +109,18 @@ impl Relay {
         all.iter().map(|o| o.queued_bytes() as u64).sum()
     }
 
+    /// Queues `1001 server shutting down` behind what every open connection already has
+    /// queued. Sessions registered after this walk see the shutdown flag instead.
+    fn close_all(&self) {
+        let all: Vec<Arc<Outbox>> = self.outboxes.lock().values().cloned().collect();
+        for o in all {
+            o.close_with(crate::session::shutdown_close());
+        }
+    }
+
     /// A fresh connection id.
     pub fn next_conn_id(&self) -> u64 {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Becomes `true` when the relay starts shutting down.
-    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
-        self.shutdown.subscribe()
     }
 
     /// Resolves once shutdown has begun.
@@ -235,6 +239,7 @@ pub async fn serve(listener: TcpListener, relay: Arc<Relay>, shutdown: impl Futu
     drop(listener);
     tracing::info!("shutting down: closing connections with 1001");
     relay.shutdown.send_replace(true);
+    relay.close_all();
     let grace = Duration::from_millis(cfg.shutdown_grace_ms);
     let drained = tokio::time::timeout(grace, async {
         loop {

@@ -20,8 +20,10 @@ pub mod writer;
 use bytes::Bytes;
 use fastwebsockets::{OpCode, Role, WebSocketError, WebSocketRead};
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
@@ -452,6 +454,11 @@ async fn read_loop<R: AsyncRead + Unpin>(
 
 const PING: Bytes = Bytes::from_static(&[0x89, 0x00]);
 
+/// The close every connection gets when the relay shuts down.
+pub fn shutdown_close() -> Bytes {
+    encode::close_frame(1001, "server shutting down")
+}
+
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut w: W,
     outbox: &Outbox,
@@ -462,19 +469,20 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     let cfg = &relay.config;
     let beat = cfg.heartbeat();
     let mut next_beat = Instant::now() + beat;
-    let mut shutdown = relay.shutdown_signal();
-    let mut draining = false;
     let mut batch = VecDeque::new();
     let grace = Duration::from_millis(cfg.slow_close_grace_ms);
+    // One timer for the life of the connection, moved only when the next wake-up moves
+    // (a heartbeat, a rate cap's due time, an auth deadline): a message costs no timer
+    // insert and removal. Shutdown reaches the writer through the outbox (see
+    // `Relay::close_all`), not through a watch each wait would have to register with.
+    let timer = tokio::time::sleep_until(next_beat);
+    tokio::pin!(timer);
     loop {
-        if let Some(reason) = deadline.fire(Instant::now()) {
+        let now = Instant::now();
+        if let Some(reason) = deadline.fire(now) {
             outbox.close_with(encode::close_frame(crate::auth::CLOSE_AUTH, reason));
         }
-        if !draining && *shutdown.borrow() {
-            draining = true;
-            outbox.close_with(encode::close_frame(1001, "server shutting down"));
-        }
-        if Instant::now() >= next_beat {
+        if now >= next_beat {
             next_beat += beat;
             if last_seen.silent_for() >= cfg.idle_timeout() {
                 outbox.close_with(encode::close_frame(1001, "heartbeat timeout"));
@@ -487,19 +495,34 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             if taken.last {
                 break;
             }
-            let wake_at = taken
+            let mut wake_at = taken
                 .next_due
                 .map_or(next_beat, |due| next_beat.min(due.into()));
+            if let Some(d) = deadline.due() {
+                wake_at = wake_at.min(d);
+            }
+            if timer.deadline() != wake_at {
+                timer.as_mut().reset(wake_at);
+            }
             tokio::select! {
+                biased;
                 _ = outbox.ready() => {}
-                _ = tokio::time::sleep_until(deadline.due().map_or(wake_at, |d| d.min(wake_at))) => {}
-                _ = shutdown.changed(), if !draining => {}
+                _ = &mut timer => {}
             }
             continue;
         }
-        let res = tokio::select! {
-            r = writer::write_batch(&mut w, &batch) => r,
-            _ = outbox.doomed(grace) => Err(std::io::ErrorKind::TimedOut.into()),
+        // Most writes complete at once; only a write that has to wait for the socket is
+        // raced against the slow-consumer grace.
+        let res = {
+            let write = writer::write_batch(&mut w, &batch);
+            tokio::pin!(write);
+            match std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
+                Poll::Ready(r) => r,
+                Poll::Pending => tokio::select! {
+                    r = &mut write => r,
+                    _ = outbox.doomed(grace) => Err(std::io::ErrorKind::TimedOut.into()),
+                },
+            }
         };
         batch.clear();
         outbox.release(taken.bytes);
@@ -552,6 +575,11 @@ where
     ));
     relay.register(conn, outbox.clone());
     let _registered = Registered(relay.clone(), conn);
+    // Registered before this check, so a shutdown either sees this outbox in its walk
+    // or has already raised the flag seen here.
+    if relay.is_shutting_down() {
+        outbox.close_with(shutdown_close());
+    }
     let mut session = Session::new(relay.clone(), outbox.clone(), conn, &params);
     if params.mode == Mode::Relay {
         session.reply(encode::welcome(conn, cfg.heartbeat_ms));
