@@ -219,6 +219,7 @@ pub async fn serve(listener: TcpListener, relay: Arc<Relay>, shutdown: impl Futu
         tokio::spawn(crate::demo::run(relay.clone()));
     }
     tokio::spawn(sweep_channels(relay.clone()));
+    let mut nodelay = NoDelay::on(&listener);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -233,7 +234,7 @@ pub async fn serve(listener: TcpListener, relay: Arc<Relay>, shutdown: impl Futu
             },
             _ = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
+        nodelay.apply(&stream);
         tokio::spawn(serve_connection(stream, peer, relay.clone()));
     }
     drop(listener);
@@ -259,6 +260,63 @@ pub async fn serve(listener: TcpListener, relay: Arc<Relay>, shutdown: impl Futu
     }
 }
 
+/// TCP_NODELAY for accepted sockets (every frame is written whole; Nagle would only
+/// delay it). Linux copies it from the listening socket to each accepted one, which saves
+/// a system call per connection; the first accepted socket shows whether that happened,
+/// and if not, each socket is set on its own.
+struct NoDelay {
+    inherited: Option<bool>,
+}
+
+impl NoDelay {
+    fn on(listener: &TcpListener) -> NoDelay {
+        NoDelay {
+            inherited: if set_listener_nodelay(listener) {
+                None
+            } else {
+                Some(false)
+            },
+        }
+    }
+
+    fn apply(&mut self, stream: &TcpStream) {
+        match self.inherited {
+            Some(true) => {}
+            Some(false) => {
+                let _ = stream.set_nodelay(true);
+            }
+            None => {
+                let got = stream.nodelay().unwrap_or(false);
+                if !got {
+                    let _ = stream.set_nodelay(true);
+                }
+                self.inherited = Some(got);
+            }
+        }
+    }
+}
+
+#[cfg(unix)]
+fn set_listener_nodelay(listener: &TcpListener) -> bool {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt on a live socket with a pointer to a local int and its size.
+    unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ) == 0
+    }
+}
+
+#[cfg(not(unix))]
+fn set_listener_nodelay(_: &TcpListener) -> bool {
+    false
+}
+
 async fn sweep_channels(relay: Arc<Relay>) {
     let idle = Duration::from_secs(relay.config.channel_idle_secs);
     let every = (idle / 2).clamp(Duration::from_millis(100), Duration::from_secs(60));
@@ -276,6 +334,25 @@ async fn sweep_channels(relay: Arc<Relay>) {
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test]
+    async fn every_accepted_socket_has_nagle_off() {
+        let l = super::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut nd = super::NoDelay::on(&l);
+        for _ in 0..3 {
+            let _c = super::TcpStream::connect(addr).await.unwrap();
+            let (s, _) = l.accept().await.unwrap();
+            nd.apply(&s);
+            assert!(s.nodelay().unwrap());
+        }
+        #[cfg(target_os = "linux")]
+        assert_eq!(
+            nd.inherited,
+            Some(true),
+            "Linux copies it from the listener"
+        );
+    }
+
     #[test]
     fn ct_eq_compares_exactly() {
         assert!(super::ct_eq(b"key", b"key"));

@@ -111,6 +111,9 @@ pub async fn connect(a: ConnectArgs, target: Target) -> Report {
             _ => alive += 1,
         }
     }
+    for s in &streams {
+        net::reset_on_close(s);
+    }
     drop(streams);
     let up = conns.up.load(Ordering::Relaxed);
     let hist = rec.merged();
