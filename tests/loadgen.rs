@@ -98,7 +98,7 @@ async fn fanout_over_http_at_a_rate_with_an_html_report() {
         "--rate",
         "50",
         "-d",
-        "1",
+        "4",
         "-f",
         "2",
         "--publish-key",
@@ -110,10 +110,16 @@ async fn fanout_over_http_at_a_rate_with_an_html_report() {
     .await;
     assert_eq!(code, Some(0), "{v}\n{err}");
     let published = n(&v, "published");
-    assert!((40..=50).contains(&published), "about 50 msg in 1 s: {v}");
+    assert!(
+        (180..=200).contains(&published),
+        "about 200 msg in 4 s: {v}"
+    );
     // 6 subscribers on 1 of 3 channels: an audience of 2 each.
     assert_eq!(n(&v, "deliveries"), published * 2, "{v}");
     assert_eq!(n(&v, "lost"), 0);
+    // 50 msg/s to an audience of 2: 100 deliveries in each whole second of publishing.
+    let steady = v["deliveries_per_s_steady"].as_f64().expect("steady rate");
+    assert!((80.0..=120.0).contains(&steady), "steady {steady}: {v}");
     let page = std::fs::read_to_string(&html).expect("report written");
     let _ = std::fs::remove_file(&html);
     assert!(page.contains("<svg") && !page.contains("<script"));

@@ -372,13 +372,15 @@ pub async fn run(a: FanoutArgs, target: Target) -> Report {
         tasks.push(tokio::spawn(subs::run(i, chans, shared.clone())));
     }
     let cpu = Arc::new(Mutex::new(CpuWindow::start(c.relay_pid)));
+    let ticker_start = Instant::now();
     let ticker = {
         let (sh, ps, a2, cpu) = (shared.clone(), ps.clone(), a.clone(), cpu.clone());
-        let mut last = 0u64;
-        Ticker::start(c.quiet, move |_| {
+        let (mut last, mut last_t) = (0u64, 0.0f64);
+        Ticker::start(c.quiet, move |t| {
             let delivered = sh.rec.count();
-            let rate = delivered - last;
-            last = delivered;
+            // Per second of the actual interval: a tick may come late on a busy client.
+            let rate = (delivered - last) as f64 / (t - last_t).max(1e-3);
+            (last, last_t) = (delivered, t);
             let p99 = sh.rec.merged().value_at_percentile(99.0);
             let u = cpu.lock().read();
             let line = format!(
@@ -388,12 +390,12 @@ pub async fn run(a: FanoutArgs, target: Target) -> Report {
                 sh.conns.failed.load(Ordering::Relaxed),
                 sh.conns.disconnected.load(Ordering::Relaxed),
                 ps.sent.load(Ordering::Relaxed),
-                fmt_rate(rate as f64),
+                fmt_rate(rate),
                 fmt_ns(p99),
                 pct(u.client_pct),
                 pct(u.relay_pct),
             );
-            (line, rate as f64)
+            (line, rate)
         })
     };
     while shared.conns.settled() < a.connections as u64 {
@@ -453,6 +455,11 @@ pub async fn run(a: FanoutArgs, target: Target) -> Report {
     let measured_secs = pub_start.elapsed().as_secs_f64();
     let cpu_use = cpu.lock().read();
     let timeline = ticker.stop();
+    let steady = steady_rate(
+        &timeline,
+        pub_start.duration_since(ticker_start).as_secs_f64(),
+        publish_secs,
+    );
 
     // Phase 3: stop the subscribers with the final offsets and collect their tallies.
     let finals = Arc::new(ps.finals.lock().clone());
@@ -529,6 +536,17 @@ pub async fn run(a: FanoutArgs, target: Target) -> Report {
         ),
         Json::Num(rate),
     );
+    match steady {
+        Some((median, n)) => r.field(
+            "deliveries_per_s_steady",
+            format!(
+                "{} (median of the {n} whole seconds inside the publish window)",
+                fmt_rate(median)
+            ),
+            Json::Num(median),
+        ),
+        None => r.json.push(("deliveries_per_s_steady".into(), Json::Null)),
+    }
     r.field("latency", latency_row(&hist), stats::latency_json(&hist));
     r.field("lost", tally.lost.to_string(), Json::Int(tally.lost));
     r.field(
@@ -662,6 +680,29 @@ pub fn cpu_fields(r: &mut Report, u: &stats::CpuUse, threads: usize) {
     }
 }
 
+/// The sustained delivery rate: the median of the per-second delivery counts whose whole
+/// second lies inside the publish window (`from` to `from + secs`, in seconds since the
+/// timeline started), with how many seconds that was; `None` under three such seconds.
+/// Unlike publish-plus-drain, it does not charge the last message's latency to the rate.
+pub fn steady_rate(timeline: &[(f64, f64)], from: f64, secs: f64) -> Option<(f64, usize)> {
+    let mut inside: Vec<f64> = timeline
+        .iter()
+        .filter(|(t, _)| *t - 1.0 >= from && *t <= from + secs)
+        .map(|(_, v)| *v)
+        .collect();
+    if inside.len() < 3 {
+        return None;
+    }
+    inside.sort_by(f64::total_cmp);
+    let n = inside.len();
+    let median = if n % 2 == 1 {
+        inside[n / 2]
+    } else {
+        (inside[n / 2 - 1] + inside[n / 2]) / 2.0
+    };
+    Some((median, n))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -683,5 +724,29 @@ mod tests {
             Some(17)
         );
         assert_eq!(channel_of(br#"{"channel":"x"}"#), None);
+    }
+
+    #[test]
+    fn the_steady_rate_takes_only_whole_seconds_inside_the_publish_window() {
+        // Connect phase (t 1-2), publishing from 2.5 s for 5 s, then drain.
+        let tl: Vec<(f64, f64)> = [
+            (1.0, 0.0),
+            (2.0, 0.0),
+            (3.0, 400.0),
+            (4.0, 990.0),
+            (5.0, 1000.0),
+            (6.0, 1010.0),
+            (7.0, 1000.0),
+            (8.0, 600.0),
+            (9.0, 5.0),
+        ]
+        .to_vec();
+        let (m, n) = steady_rate(&tl, 2.5, 5.0).unwrap();
+        assert_eq!((m, n), (1000.0, 4), "seconds ending at 4, 5, 6, 7");
+        assert_eq!(
+            steady_rate(&tl, 2.5, 2.0),
+            None,
+            "under three whole seconds"
+        );
     }
 }
