@@ -31,6 +31,7 @@ relay_cmd() {
     case $1 in
         tickrelay) echo "target/release/tickrelay --listen 0.0.0.0:$PORT --publish-key $KEY --max-connections 60000 --max-connections-per-ip 60000" ;;
         baseline) echo "target/baseline/release/tickrelay-baseline --listen 0.0.0.0:$PORT --publish-key $KEY --max-secs 900" ;;
+        floor) echo "target/baseline/release/tickrelay-floor --listen 0.0.0.0:$PORT --max-secs 900" ;;
     esac
 }
 
@@ -89,7 +90,11 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2)
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(rustc --version), commit $(git rev-parse --short HEAD)" >&2
 for w in "${WORKLOADS[@]}"; do
     for run in $(seq "$RUNS"); do
-        for who in tickrelay baseline; do
+        servers=(tickrelay baseline)
+        # W4 also runs against the handshake floor (accept, read, fixed 101: see
+        # benches/baseline/src/bin/tickrelay-floor.rs): what client and kernel allow here.
+        [ "$w" = W4 ] && servers+=(floor)
+        for who in "${servers[@]}"; do
             start_relay "$who"
             f="$OUT/$w-$who-$run.json"
             # shellcheck disable=SC2046
@@ -119,3 +124,10 @@ for w in "${WORKLOADS[@]}"; do
     esac
     printf '%-4s %-22s %14s %14s %10s  %s\n' "$w" "$m" "$t" "$b" "$ratio" "$bar"
 done
+if [[ " ${WORKLOADS[*]} " == *" W4 "* ]]; then
+    f=$(for r in $(seq "$RUNS"); do field "$OUT/W4-floor-$r.json" handshakes_per_s; done | median)
+    t=$(for r in $(seq "$RUNS"); do field "$OUT/W4-tickrelay-$r.json" handshakes_per_s; done | median)
+    printf '%-4s %-22s %14s %14s %10s  %s\n' W4 "floor (accept+101)" "$t" "$f" \
+        "$(awk -v t="$t" -v f="$f" 'BEGIN { if (f > 0) printf "%.2f", t / f; else print "-" }')" \
+        "tickrelay / floor: 1.00 means the server is not what limits W4"
+fi
