@@ -471,12 +471,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     let mut next_beat = Instant::now() + beat;
     let mut batch = VecDeque::new();
     let grace = Duration::from_millis(cfg.slow_close_grace_ms);
-    // One timer for the life of the connection, moved only when the next wake-up moves
-    // (a heartbeat, a rate cap's due time, an auth deadline): a message costs no timer
-    // insert and removal. Shutdown reaches the writer through the outbox (see
-    // `Relay::close_all`), not through a watch each wait would have to register with.
-    let timer = tokio::time::sleep_until(next_beat);
-    tokio::pin!(timer);
+    // Shutdown reaches the writer through the outbox (see `Relay::close_all`), not through
+    // a watch each wait would have to register with. The timer is made per wait: one kept
+    // for the life of the connection saved ~15% of the instructions per delivery but cost
+    // ~380 B of RSS per idle connection (W3 5.65 -> 6.05 KiB), and W2 did not move.
     loop {
         let now = Instant::now();
         if let Some(reason) = deadline.fire(now) {
@@ -501,13 +499,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             if let Some(d) = deadline.due() {
                 wake_at = wake_at.min(d);
             }
-            if timer.deadline() != wake_at {
-                timer.as_mut().reset(wake_at);
-            }
             tokio::select! {
                 biased;
                 _ = outbox.ready() => {}
-                _ = &mut timer => {}
+                _ = tokio::time::sleep_until(wake_at) => {}
             }
             continue;
         }
