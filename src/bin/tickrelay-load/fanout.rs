@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use crate::cli::{FanoutArgs, Via};
 use crate::net::{self, Target};
 use crate::report::{Report, Ticker};
-use crate::stats::{self, fmt_ns, fmt_rate, CpuWindow, Json, Recorder};
+use crate::stats::{self, fmt_ns, fmt_rate, CpuWindow, Json};
 use crate::subs::{self, ConnStats, Shared, Tally};
 
 /// Hands out publish slots: bounded by count and time, paced when a rate is set.
@@ -344,18 +344,15 @@ pub async fn run(a: FanoutArgs, target: Target) -> Report {
     let c = &a.common;
     let timeout = Duration::from_secs_f64(c.connect_timeout);
     let (stop_tx, stop_rx) = watch::channel(None);
-    let shared = Arc::new(Shared {
-        target: target.clone(),
-        prefix: a.channel_prefix.clone(),
+    let shared = Shared::new(
+        target.clone(),
+        &a.channel_prefix,
         timeout,
-        phase_deadline: Instant::now() + timeout + Duration::from_secs(60),
-        gate: Semaphore::new(c.concurrency),
-        rec: Recorder::new(64),
-        conns: ConnStats::default(),
-        audience: (0..a.channels).map(|_| AtomicU64::new(0)).collect(),
-        bad_frames: AtomicU64::new(0),
-        stop: stop_rx,
-    });
+        c.concurrency,
+        64,
+        a.channels,
+        stop_rx,
+    );
     let ps = Arc::new(PubStats {
         finals: Mutex::new(vec![0; a.channels]),
         per_channel: Mutex::new(vec![0; a.channels]),
@@ -476,15 +473,7 @@ pub async fn run(a: FanoutArgs, target: Target) -> Report {
 
     let hist = shared.rec.merged();
     let delivered = shared.rec.count();
-    let mut r = Report {
-        mode: "fanout",
-        rows: Vec::new(),
-        json: Vec::new(),
-        latency: None,
-        timeline: ("deliveries".into(), timeline),
-        notes: Vec::new(),
-        ok: true,
-    };
+    let mut r = Report::new("fanout", "deliveries", timeline);
     let conns = &shared.conns;
     connection_fields(&mut r, a.connections, conns, connect_secs);
     r.field(

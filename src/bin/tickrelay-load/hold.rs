@@ -1,10 +1,10 @@
 //! `connect` (handshakes per second) and `idle` (memory per held connection).
 
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::cli::{ConnectArgs, IdleArgs};
@@ -117,15 +117,8 @@ pub async fn connect(a: ConnectArgs, target: Target) -> Report {
     drop(streams);
     let up = conns.up.load(Ordering::Relaxed);
     let hist = rec.merged();
-    let mut r = Report {
-        mode: "connect",
-        rows: Vec::new(),
-        json: Vec::new(),
-        latency: None,
-        timeline: ("handshakes".into(), timeline),
-        notes: Vec::new(),
-        ok: up == a.connections as u64,
-    };
+    let mut r = Report::new("connect", "handshakes", timeline);
+    r.ok = up == a.connections as u64;
     connection_fields(&mut r, a.connections, &conns, secs);
     let rate = up as f64 / secs.max(1e-9);
     r.field(
@@ -154,18 +147,15 @@ pub async fn idle(a: IdleArgs, target: Target) -> Report {
     let timeout = Duration::from_secs_f64(c.connect_timeout);
     let rss_before = c.relay_pid.and_then(stats::rss_bytes);
     let (stop_tx, stop_rx) = watch::channel(None);
-    let shared = Arc::new(Shared {
+    let shared = Shared::new(
         target,
-        prefix: a.channel_prefix.clone(),
+        &a.channel_prefix,
         timeout,
-        phase_deadline: Instant::now() + timeout + Duration::from_secs(60),
-        gate: Semaphore::new(c.concurrency),
-        rec: Recorder::new(1),
-        conns: ConnStats::default(),
-        audience: (0..a.channels).map(|_| AtomicU64::new(0)).collect(),
-        bad_frames: AtomicU64::new(0),
-        stop: stop_rx,
-    });
+        c.concurrency,
+        1,
+        a.channels,
+        stop_rx,
+    );
     let ticker = {
         let sh = shared.clone();
         let (n, pid) = (a.connections, c.relay_pid);
@@ -213,15 +203,8 @@ pub async fn idle(a: IdleArgs, target: Target) -> Report {
     .await;
 
     let up = shared.conns.up.load(Ordering::Relaxed);
-    let mut r = Report {
-        mode: "idle",
-        rows: Vec::new(),
-        json: Vec::new(),
-        latency: None,
-        timeline: ("connections up".into(), timeline),
-        notes: Vec::new(),
-        ok: up == a.connections as u64 && dropped == 0,
-    };
+    let mut r = Report::new("idle", "connections up", timeline);
+    r.ok = up == a.connections as u64 && dropped == 0;
     connection_fields(&mut r, a.connections, &shared.conns, connect_secs);
     r.field(
         "held",

@@ -69,6 +69,19 @@ pub struct Report {
 }
 
 impl Report {
+    /// An empty report of `mode` with its timeline (`label`, samples), ok until told not.
+    pub fn new(mode: &'static str, label: &str, timeline: Vec<(f64, f64)>) -> Report {
+        Report {
+            mode,
+            rows: Vec::new(),
+            json: Vec::new(),
+            latency: None,
+            timeline: (label.into(), timeline),
+            notes: Vec::new(),
+            ok: true,
+        }
+    }
+
     /// Adds a row to both the table and the JSON.
     pub fn field(&mut self, key: &str, human: String, json: Json) {
         self.rows.push((key.to_string(), human));

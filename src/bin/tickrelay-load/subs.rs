@@ -76,6 +76,34 @@ pub struct Shared {
     pub stop: watch::Receiver<Option<Arc<Vec<u64>>>>,
 }
 
+impl Shared {
+    /// State for subscribers to `channels` channels named `prefix:i`, with `concurrency`
+    /// handshakes in flight and a recorder of `shards` shards. The connect phase ends a
+    /// minute after one connection's `timeout`; `stop` tells the tasks to finish.
+    pub fn new(
+        target: Target,
+        prefix: &str,
+        timeout: Duration,
+        concurrency: usize,
+        shards: usize,
+        channels: usize,
+        stop: watch::Receiver<Option<Arc<Vec<u64>>>>,
+    ) -> Arc<Shared> {
+        Arc::new(Shared {
+            target,
+            prefix: prefix.to_string(),
+            timeout,
+            phase_deadline: Instant::now() + timeout + Duration::from_secs(60),
+            gate: Semaphore::new(concurrency),
+            rec: Recorder::new(shards),
+            conns: ConnStats::default(),
+            audience: (0..channels).map(|_| AtomicU64::new(0)).collect(),
+            bad_frames: AtomicU64::new(0),
+            stop,
+        })
+    }
+}
+
 /// One subscriber's tallies at the end.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Tally {
