@@ -98,7 +98,7 @@ async fn fanout_over_http_at_a_rate_with_an_html_report() {
         "--rate",
         "50",
         "-d",
-        "4",
+        "5",
         "-f",
         "2",
         "--publish-key",
@@ -111,13 +111,14 @@ async fn fanout_over_http_at_a_rate_with_an_html_report() {
     assert_eq!(code, Some(0), "{v}\n{err}");
     let published = n(&v, "published");
     assert!(
-        (180..=200).contains(&published),
-        "about 200 msg in 4 s: {v}"
+        (230..=250).contains(&published),
+        "about 250 msg in 5 s: {v}"
     );
     // 6 subscribers on 1 of 3 channels: an audience of 2 each.
     assert_eq!(n(&v, "deliveries"), published * 2, "{v}");
     assert_eq!(n(&v, "lost"), 0);
-    // 50 msg/s to an audience of 2: 100 deliveries in each whole second of publishing.
+    // 50 msg/s to an audience of 2: 100 deliveries in each whole second of publishing
+    // (a 5 s window holds at least three whole tick intervals even when ticks run late).
     let steady = v["deliveries_per_s_steady"].as_f64().expect("steady rate");
     assert!((80.0..=120.0).contains(&steady), "steady {steady}: {v}");
     let page = std::fs::read_to_string(&html).expect("report written");

@@ -669,16 +669,21 @@ pub fn cpu_fields(r: &mut Report, u: &stats::CpuUse, threads: usize) {
     }
 }
 
-/// The sustained delivery rate: the median of the per-second delivery counts whose whole
-/// second lies inside the publish window (`from` to `from + secs`, in seconds since the
-/// timeline started), with how many seconds that was; `None` under three such seconds.
-/// Unlike publish-plus-drain, it does not charge the last message's latency to the rate.
+/// The sustained delivery rate: the median of the per-second delivery rates whose whole
+/// tick interval (from the previous sample, or the timeline's start, to this one) lies
+/// inside the publish window (`from` to `from + secs`, in seconds since the timeline
+/// started), with how many intervals that was; `None` under three. Intervals, not
+/// nominal seconds: a busy client's ticks come late. Unlike publish-plus-drain, it does
+/// not charge the last message's latency to the rate.
 pub fn steady_rate(timeline: &[(f64, f64)], from: f64, secs: f64) -> Option<(f64, usize)> {
-    let mut inside: Vec<f64> = timeline
-        .iter()
-        .filter(|(t, _)| *t - 1.0 >= from && *t <= from + secs)
-        .map(|(_, v)| *v)
-        .collect();
+    let mut inside = Vec::new();
+    let mut prev = 0.0;
+    for &(t, v) in timeline {
+        if prev >= from && t <= from + secs {
+            inside.push(v);
+        }
+        prev = t;
+    }
     if inside.len() < 3 {
         return None;
     }
@@ -732,6 +737,15 @@ mod tests {
         .to_vec();
         let (m, n) = steady_rate(&tl, 2.5, 5.0).unwrap();
         assert_eq!((m, n), (1000.0, 4), "seconds ending at 4, 5, 6, 7");
+        // A late tick: the interval (3.0, 4.3] is inside, (4.3, 5.3] too, (5.3, 7.9] not.
+        let late = [
+            (3.0, 0.0),
+            (4.3, 990.0),
+            (5.3, 1000.0),
+            (6.3, 1010.0),
+            (7.9, 1.0),
+        ];
+        assert_eq!(steady_rate(&late, 2.9, 4.5), Some((1000.0, 3)));
         assert_eq!(
             steady_rate(&tl, 2.5, 2.0),
             None,
