@@ -2,11 +2,8 @@
 //!
 //! [`ErrorCode`] is the `code` field of an `{"type":"error"}` reply (DESIGN.md §3); each
 //! variant also maps to the HTTP status used when the same failure happens on the HTTP
-//! publish API. [`ProtoError`] is what the command parser returns: a code, a static
-//! message and the request `id` if one could be read, so the hot path never allocates
-//! to report a bad command.
-
-use crate::protocol::command::Id;
+//! publish API. It is a leaf: the parser's error (a code, a static message and the request
+//! `id`) is `protocol::command::ProtoError`.
 
 /// Error codes of protocol v1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -74,28 +71,6 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::RateLimited | ErrorCode::TooManySubscriptions => 429,
             ErrorCode::TooManyChannels => 503,
-        }
-    }
-}
-
-/// A refused command or publish: what to tell the client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProtoError {
-    /// The request's `id`, echoed in the error reply when it could be read.
-    pub id: Option<Id>,
-    /// Machine-readable code.
-    pub code: ErrorCode,
-    /// Human-readable one-line reason.
-    pub message: &'static str,
-}
-
-impl ProtoError {
-    /// An error without an id.
-    pub fn new(code: ErrorCode, message: &'static str) -> Self {
-        ProtoError {
-            id: None,
-            code,
-            message,
         }
     }
 }

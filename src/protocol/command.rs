@@ -19,7 +19,7 @@ use std::cell::RefCell;
 
 use super::channel;
 use super::json::{self, SpanError};
-use crate::error::{ErrorCode, ProtoError};
+use crate::error::ErrorCode;
 
 /// Longest string `id` echoed back.
 pub const MAX_ID_LEN: usize = 64;
@@ -57,6 +57,30 @@ impl Id {
         let mut out = Vec::new();
         json::push_u64(&mut out, n);
         Id(SmallVec::from_vec(out))
+    }
+}
+
+/// A refused command or publish: what to tell the client. Carries a static message and
+/// the request `id` if one could be read, so the hot path never allocates to report a
+/// bad command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtoError {
+    /// The request's `id`, echoed in the error reply when it could be read.
+    pub id: Option<Id>,
+    /// Machine-readable code.
+    pub code: ErrorCode,
+    /// Human-readable one-line reason.
+    pub message: &'static str,
+}
+
+impl ProtoError {
+    /// An error without an id.
+    pub fn new(code: ErrorCode, message: &'static str) -> Self {
+        ProtoError {
+            id: None,
+            code,
+            message,
+        }
     }
 }
 

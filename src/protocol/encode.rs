@@ -28,6 +28,9 @@ pub const OP_PONG: u8 = 0xA;
 
 const GAP: usize = 10;
 
+/// An empty ping frame (the v1 heartbeat).
+pub const PING: Bytes = Bytes::from_static(&[0x89, 0x00]);
+
 /// Largest control-frame payload (RFC 6455 §5.5).
 pub const MAX_CONTROL_PAYLOAD: usize = 125;
 
@@ -85,24 +88,26 @@ pub fn frame(opcode: u8, payload: &[u8]) -> Bytes {
 /// `{"type":"message","channel":..,"offset":..,"ts":..,"data":<raw>}`. `channel` must be a
 /// validated name (its alphabet needs no escaping) and `data` valid JSON.
 pub fn message_frame(channel: &str, offset: u64, ts_ms: u64, data: &[u8]) -> Bytes {
-    const A: &[u8] = br#"{"type":"message","channel":""#;
-    const B: &[u8] = br#"","offset":"#;
-    const C: &[u8] = br#","ts":"#;
-    const D: &[u8] = br#","data":"#;
-    let mut b = FrameBuf::with_capacity(
-        A.len() + B.len() + C.len() + D.len() + 41 + channel.len() + data.len(),
-    );
-    let p = b.payload();
-    p.extend_from_slice(A);
+    let mut b = FrameBuf::with_capacity(ENVELOPE_FIXED + channel.len() + data.len());
+    push_envelope(b.payload(), channel, offset, ts_ms, data);
+    b.finish(OP_TEXT)
+}
+
+/// Bytes of an envelope besides the channel name and the data (numbers at their widest).
+pub const ENVELOPE_FIXED: usize = 96;
+
+/// Appends the v1 envelope JSON of one message to `p` (the payload of
+/// [`message_frame`], and each message of `GET /history`).
+pub fn push_envelope(p: &mut Vec<u8>, channel: &str, offset: u64, ts_ms: u64, data: &[u8]) {
+    p.extend_from_slice(br#"{"type":"message","channel":""#);
     p.extend_from_slice(channel.as_bytes());
-    p.extend_from_slice(B);
+    p.extend_from_slice(br#"","offset":"#);
     json::push_u64(p, offset);
-    p.extend_from_slice(C);
+    p.extend_from_slice(br#","ts":"#);
     json::push_u64(p, ts_ms);
-    p.extend_from_slice(D);
+    p.extend_from_slice(br#","data":"#);
     p.extend_from_slice(data);
     p.push(b'}');
-    b.finish(OP_TEXT)
 }
 
 /// The frame a `format=raw` subscriber receives: the publisher's `data` alone.
@@ -237,6 +242,28 @@ pub fn published(id: Option<&Id>, channel: &str, offset: u64) -> Bytes {
     p.extend_from_slice(br#","offset":"#);
     json::push_u64(p, offset);
     close_reply(b)
+}
+
+/// `{"type":"authenticated","id":..,"sub":..,"exp":..}` (`sub`, `exp` when a token was
+/// presented), so a client knows when to refresh.
+pub fn authenticated(id: Option<&Id>, sub: Option<&str>, exp: Option<u64>) -> Bytes {
+    let mut b = FrameBuf::with_capacity(96);
+    let p = b.payload();
+    p.extend_from_slice(br#"{"type":"authenticated""#);
+    if let Some(id) = id {
+        p.extend_from_slice(br#","id":"#);
+        p.extend_from_slice(id.as_json());
+    }
+    if let Some(exp) = exp {
+        if let Some(sub) = sub {
+            p.extend_from_slice(br#","sub":"#);
+            json::push_str(p, sub);
+        }
+        p.extend_from_slice(br#","exp":"#);
+        json::push_u64(p, exp);
+    }
+    p.push(b'}');
+    b.finish(OP_TEXT)
 }
 
 /// `{"type":"pong","id":..}`

@@ -1,13 +1,20 @@
 //! The wire protocol, kept pure: parsing client bytes and building relay frames, no I/O.
 //!
 //! - [`channel`]: what a valid channel name is.
+//! - [`close`]: the close codes the relay sends.
 //! - [`command`]: client command frames → [`command::Request`].
-//! - [`encode`]: every frame the relay sends, built once as `Bytes`.
+//! - [`encode`]: frame building, and protocol v1's replies, built once as `Bytes`.
+//! - [`format`]: wire formats (v1 envelope, v1 raw, MessagePack): one frame per message
+//!   per format in use, shared.
 //! - [`json`]: raw-span scanning and small JSON writers.
+//! - [`msgpack`]: the MessagePack format, transcoded from JSON in one pass.
 //! - [`publish`]: HTTP publish bodies (single JSON value, NDJSON batch).
 
 pub mod channel;
+pub mod close;
 pub mod command;
 pub mod encode;
+pub mod format;
 pub mod json;
+pub mod msgpack;
 pub mod publish;

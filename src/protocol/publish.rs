@@ -11,7 +11,8 @@ use simd_json::prelude::*;
 use super::channel;
 use super::command::validate_json;
 use super::json::{self, SpanError};
-use crate::error::{ErrorCode, ProtoError};
+use crate::error::ErrorCode;
+use crate::protocol::command::ProtoError;
 
 /// One message of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,481 @@
+//! A connection's outbound queue: bounded in bytes, shared by fan-out and replies.
+//!
+//! Everything a connection will be sent goes through its [`Outbox`]: channel messages
+//! pushed by the hub, command replies, pongs and the close frame. One queue means one
+//! total order per connection. The writer task takes everything queued at once and
+//! writes it with vectored writes.
+//!
+//! Bytes count from the moment a frame is queued until the writer has handed it to the
+//! socket, so queued plus in-flight never exceeds the limit. A push over the limit marks
+//! the connection a *slow consumer*: its queue is dropped, a `1008 slow consumer` close
+//! frame takes its place, and the writer gets a short grace to deliver it before the
+//! socket is dropped. Nothing else waits on a slow connection: a push is a short,
+//! uncontended mutex section and never touches a socket.
+//!
+//! ## Lanes
+//!
+//! Channel messages arrive with a [`Lane`]. *Reliable* ones queue like replies and are
+//! bounded only by the limit above. *Conflate* ones (prices) queue only while the
+//! connection keeps up: once its queue passes the soft bound (`conflate_after`), the
+//! connection is *lagging* and each conflate channel keeps just its newest pending message
+//! here, replaced in place (the replaced one is counted as conflated). When the writer
+//! brings the queue under half the soft bound, the newest messages are queued, one per
+//! channel, and normal flow resumes. A tick flood can therefore occupy at most the soft
+//! bound of the queue, leaving the rest to the reliable lane. A channel that has been
+//! conflated for longer than `notice_after` gets a `lagging` notice once, and a
+//! `caught_up` notice when it is flushed. A subscription with a `max_rate` is held back
+//! the same way between its sends, and the writer is woken when its next send is due.
+//!
+//! A subscribe reply must precede every message of the channels it announces, but it can
+//! only be written once all channels are registered. [`Outbox::reserve`] puts a
+//! placeholder at the tail that the writer may not pass until [`Outbox::fill`] puts the
+//! reply there; messages queued meanwhile wait behind it.
+
+use bytes::Bytes;
+use parking_lot::{Mutex, MutexGuard};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+use crate::protocol::close::CloseCode;
+
+use crate::protocol::format::Format;
+use lanes::Held;
+use rate::Rate;
+
+mod lanes;
+mod rate;
+
+/// What became of a push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    /// Queued for the writer (or held as its channel's newest pending message).
+    Queued,
+    /// Held as its channel's newest pending message, replacing an older one, which will
+    /// never be sent (conflated).
+    Conflated,
+    /// This push took the queue over its limit: the connection is now closing as a slow
+    /// consumer (reported once per connection).
+    Overflow,
+    /// The connection is closing; the frame was dropped.
+    Closed,
+}
+
+/// How a channel's messages travel (see the module docs).
+#[derive(Debug, Clone, Copy)]
+pub struct Lane<'a> {
+    /// The channel's id (unique for the relay's lifetime).
+    pub key: u64,
+    /// The channel's name, for notices.
+    pub name: &'a Arc<str>,
+    /// A conflate channel; otherwise reliable.
+    pub conflate: bool,
+}
+
+/// A placeholder in the queue, see [`Outbox::reserve`].
+#[derive(Debug)]
+#[must_use]
+pub struct Slot(u64);
+
+/// What the writer learns from [`Outbox::take`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Taken {
+    /// Bytes taken (to [`Outbox::release`] once written).
+    pub bytes: usize,
+    /// The batch ends the connection: write it, then shut the socket.
+    pub last: bool,
+    /// When a rate-limited message is next due (take again then).
+    pub next_due: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    queue: VecDeque<Bytes>,
+    /// Sequence number of `queue[0]`; lets a [`Slot`] find its place after takes.
+    head_seq: u64,
+    pending: Option<u64>,
+    /// Queued plus taken-but-unwritten bytes.
+    bytes: usize,
+    /// No more frames are accepted; the queue ends with the close frame (if any).
+    closing: bool,
+    /// Set when the connection must go soon (slow consumer): the writer stops waiting
+    /// on the socket at this instant plus its grace.
+    doomed_at: Option<Instant>,
+    /// Frames discarded unsent when the connection was closed as a slow consumer.
+    dropped: u64,
+    /// Over the soft bound: conflate channels are held in `held`.
+    lagging: bool,
+    held: Vec<Held>,
+    rates: Vec<Rate>,
+    /// Messages this connection never got because a newer one replaced them.
+    conflated: u64,
+}
+
+/// A connection's bounded outbound queue.
+#[derive(Debug)]
+pub struct Outbox {
+    state: Mutex<State>,
+    wake: Notify,
+    doom: Notify,
+    limit: usize,
+    soft: usize,
+    notice_after: Duration,
+    /// The connection's wire format: builds its notices and its slow-consumer close.
+    format: Format,
+}
+
+impl Outbox {
+    /// An empty outbox holding at most `limit` bytes, conflating only at the limit.
+    pub fn new(limit: usize) -> Self {
+        Outbox::with_lanes(limit, limit, Duration::from_secs(1))
+    }
+
+    /// An empty outbox holding at most `limit` bytes that conflates past `conflate_after`
+    /// bytes and sends a `lagging` notice for a channel conflated longer than
+    /// `notice_after`.
+    pub fn with_lanes(limit: usize, conflate_after: usize, notice_after: Duration) -> Self {
+        Outbox {
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+            doom: Notify::new(),
+            limit,
+            soft: conflate_after.min(limit),
+            notice_after,
+            format: Format::ENVELOPE,
+        }
+    }
+
+    /// The same outbox for a connection of `format` (notices and closes in its framing).
+    pub fn for_format(mut self, format: Format) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// The connection's wire format.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// Queues a shared frame (a refcount bump, no copy) on the reliable lane: replies,
+    /// pings, replayed history.
+    pub fn push(&self, frame: &Bytes) -> Push {
+        let st = self.state.lock();
+        self.enqueue(st, frame)
+    }
+
+    /// Queues a channel message on its lane (see the module docs).
+    #[inline]
+    pub fn push_lane(&self, frame: &Bytes, lane: &Lane<'_>) -> Push {
+        let st = self.state.lock();
+        // The common case, kept to what `push` did before lanes: keeping up, no rate cap.
+        let bound = if lane.conflate { self.soft } else { self.limit };
+        if !st.lagging && !st.closing && st.rates.is_empty() && st.bytes + frame.len() <= bound {
+            return self.append(st, frame);
+        }
+        if st.closing {
+            return Push::Closed;
+        }
+        if !lane.conflate {
+            return self.enqueue(st, frame);
+        }
+        let st = match self.rate_cap(st, frame, lane.key) {
+            Ok(st) => st,
+            Err(held) => return held,
+        };
+        self.conflate(st, frame, lane.key, lane.name)
+    }
+
+    /// Appends to the queue, or closes the connection if that would pass the limit.
+    fn enqueue(&self, st: MutexGuard<'_, State>, frame: &Bytes) -> Push {
+        if st.closing {
+            return Push::Closed;
+        }
+        if st.bytes + frame.len() > self.limit {
+            return self.overflow(st);
+        }
+        self.append(st, frame)
+    }
+
+    /// Appends a frame the caller has checked against the bounds, and wakes the writer if
+    /// the queue was empty.
+    #[inline]
+    fn append(&self, mut st: MutexGuard<'_, State>, frame: &Bytes) -> Push {
+        let was_empty = st.queue.is_empty();
+        st.bytes += frame.len();
+        st.queue.push_back(frame.clone());
+        drop(st);
+        if was_empty {
+            self.wake.notify_one();
+        }
+        Push::Queued
+    }
+
+    /// The queue would pass its limit: drop it, queue `1008 slow consumer`, wake the writer.
+    fn overflow(&self, mut st: MutexGuard<'_, State>) -> Push {
+        let dropped: usize = st.queue.iter().map(Bytes::len).sum();
+        st.bytes -= dropped;
+        st.dropped += st.queue.iter().filter(|f| !f.is_empty()).count() as u64;
+        st.dropped += st.held.len() as u64;
+        st.dropped += st.rates.iter().filter(|r| r.held.is_some()).count() as u64;
+        st.held = Vec::new();
+        st.rates = Vec::new();
+        st.lagging = false;
+        st.head_seq += st.queue.len() as u64;
+        st.queue.clear();
+        st.pending = None;
+        let close = self.format.close(CloseCode::POLICY, "slow consumer");
+        st.bytes += close.len();
+        st.queue.push_back(close);
+        st.closing = true;
+        st.doomed_at = Some(Instant::now());
+        drop(st);
+        self.wake.notify_one();
+        self.doom.notify_one();
+        Push::Overflow
+    }
+
+    /// Reserves the next place in the queue for a frame that is not built yet. Returns
+    /// `None` when the connection is closing. Only one slot may be open at a time.
+    pub fn reserve(&self) -> Option<Slot> {
+        let mut st = self.state.lock();
+        if st.closing || st.pending.is_some() {
+            return None;
+        }
+        let seq = st.head_seq + st.queue.len() as u64;
+        st.queue.push_back(Bytes::new());
+        st.pending = Some(seq);
+        Some(Slot(seq))
+    }
+
+    /// Puts `frame` into a reserved place and lets the writer pass it. The frame counts
+    /// against the limit like any other.
+    pub fn fill(&self, slot: Slot, frame: Bytes) -> Push {
+        let mut st = self.state.lock();
+        if st.pending != Some(slot.0) {
+            return Push::Closed; // the queue was dropped in between (slow consumer)
+        }
+        st.pending = None;
+        if st.bytes + frame.len() > self.limit {
+            return self.overflow(st);
+        }
+        let idx = (slot.0 - st.head_seq) as usize;
+        st.bytes += frame.len();
+        st.queue[idx] = frame;
+        drop(st);
+        self.wake.notify_one();
+        Push::Queued
+    }
+
+    /// Queues `frame` (a close frame) as the last thing this connection will be sent,
+    /// after everything already queued. Later pushes are dropped. Returns false if the
+    /// connection was already closing.
+    pub fn close_with(&self, frame: Bytes) -> bool {
+        let mut st = self.state.lock();
+        if st.closing {
+            return false;
+        }
+        if let Some(seq) = st.pending.take() {
+            // A reply that will never be filled must not block the close.
+            let idx = (seq - st.head_seq) as usize;
+            st.queue.remove(idx);
+        }
+        st.bytes += frame.len();
+        st.queue.push_back(frame);
+        st.closing = true;
+        drop(st);
+        self.wake.notify_one();
+        true
+    }
+
+    /// Ends the connection without sending anything more (the peer is gone).
+    pub fn abort(&self) {
+        let mut st = self.state.lock();
+        st.closing = true;
+        st.bytes = 0;
+        st.head_seq += st.queue.len() as u64;
+        st.queue.clear();
+        st.pending = None;
+        st.held = Vec::new();
+        st.rates = Vec::new();
+        st.doomed_at.get_or_insert_with(Instant::now);
+        drop(st);
+        self.wake.notify_one();
+        self.doom.notify_one();
+    }
+
+    /// Moves every frame the writer may send now into `batch` (which must be empty).
+    pub fn take(&self, batch: &mut VecDeque<Bytes>) -> Taken {
+        let mut st = self.state.lock();
+        let mut next_due = None;
+        if !st.rates.is_empty() && !st.closing {
+            match self.release_due(st) {
+                Some((guard, due)) => {
+                    st = guard;
+                    next_due = due;
+                }
+                // An overflow dropped everything: take what is left (the close).
+                None => return self.take(batch),
+            }
+        }
+        let n = match st.pending {
+            Some(seq) => (seq - st.head_seq) as usize,
+            None => st.queue.len(),
+        };
+        let mut bytes = 0;
+        if n == st.queue.len() {
+            // Swap rather than drain: both deques keep their capacity, no allocation.
+            std::mem::swap(&mut st.queue, batch);
+            bytes = batch.iter().map(Bytes::len).sum();
+        } else {
+            for f in st.queue.drain(..n) {
+                bytes += f.len();
+                batch.push_back(f);
+            }
+        }
+        st.head_seq += n as u64;
+        Taken {
+            bytes,
+            last: st.closing && st.queue.is_empty(),
+            next_due,
+        }
+    }
+
+    /// The writer has handed `bytes` to the socket. A lagging connection that is back
+    /// under half the soft bound gets its held messages, newest only, and resumes.
+    pub fn release(&self, bytes: usize) {
+        let mut st = self.state.lock();
+        st.bytes = st.bytes.saturating_sub(bytes);
+        if !st.lagging || st.bytes > self.soft / 2 || st.closing {
+            return;
+        }
+        self.flush_held(st);
+    }
+
+    /// Forgets anything held for channel `key` (after an unsubscribe), so no message of
+    /// the channel follows the `unsubscribed` reply.
+    pub fn forget(&self, key: u64) {
+        let mut st = self.state.lock();
+        st.rates.retain(|r| r.key != key);
+        st.held.retain(|h| h.key != key);
+    }
+
+    /// Messages this connection never got because newer ones replaced them.
+    pub fn conflated(&self) -> u64 {
+        self.state.lock().conflated
+    }
+
+    /// Waits until there may be something new to take.
+    pub async fn ready(&self) {
+        self.wake.notified().await
+    }
+
+    /// Resolves once the connection is doomed, at the instant it was doomed plus `grace`.
+    pub async fn doomed(&self, grace: std::time::Duration) {
+        loop {
+            let at = self.state.lock().doomed_at;
+            if let Some(at) = at {
+                tokio::time::sleep_until((at + grace).into()).await;
+                return;
+            }
+            self.doom.notified().await;
+        }
+    }
+
+    /// Whether the connection is closing (no more frames accepted).
+    pub fn is_closing(&self) -> bool {
+        self.state.lock().closing
+    }
+
+    /// Frames discarded unsent because the connection fell too far behind.
+    pub fn dropped(&self) -> u64 {
+        self.state.lock().dropped
+    }
+
+    /// Bytes queued or in flight.
+    pub fn queued_bytes(&self) -> usize {
+        self.state.lock().bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::encode;
+
+    pub(super) fn f(n: usize) -> Bytes {
+        Bytes::from(vec![b'x'; n])
+    }
+
+    pub(super) fn take_all(o: &Outbox) -> Vec<Bytes> {
+        let mut batch = VecDeque::new();
+        let t = o.take(&mut batch);
+        o.release(t.bytes);
+        batch.into_iter().collect()
+    }
+
+    #[test]
+    fn frames_come_out_in_order_and_bytes_are_released_after_writing() {
+        let o = Outbox::new(100);
+        assert_eq!(o.push(&f(10)), Push::Queued);
+        assert_eq!(o.push(&f(20)), Push::Queued);
+        let mut batch = VecDeque::new();
+        let t = o.take(&mut batch);
+        assert_eq!((t.bytes, t.last, batch.len()), (30, false, 2));
+        assert_eq!(batch[0].len(), 10);
+        assert_eq!(o.queued_bytes(), 30, "taken bytes count until written");
+        o.release(30);
+        assert_eq!(o.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn the_limit_is_exact_and_overflow_closes_with_1008_once() {
+        let o = Outbox::new(100);
+        assert_eq!(o.push(&f(60)), Push::Queued);
+        assert_eq!(o.push(&f(40)), Push::Queued, "exactly at the limit is fine");
+        assert_eq!(o.push(&f(1)), Push::Overflow);
+        assert_eq!(o.push(&f(1)), Push::Closed, "overflow is reported once");
+        let mut batch = VecDeque::new();
+        let t = o.take(&mut batch);
+        assert!(t.last);
+        assert_eq!(batch.len(), 1);
+        let h = encode::decode_head(&batch[0]).unwrap();
+        assert_eq!(h.opcode, encode::OP_CLOSE);
+        assert_eq!(&batch[0][2..4], &1008u16.to_be_bytes());
+    }
+
+    #[test]
+    fn a_reserved_slot_holds_back_what_was_queued_behind_it() {
+        let o = Outbox::new(1000);
+        o.push(&f(1));
+        let slot = o.reserve().unwrap();
+        o.push(&f(3));
+        let mut batch = VecDeque::new();
+        o.take(&mut batch);
+        assert_eq!(batch.iter().map(Bytes::len).collect::<Vec<_>>(), vec![1]);
+        batch.clear();
+        assert_eq!(o.fill(slot, f(2)), Push::Queued);
+        o.take(&mut batch);
+        assert_eq!(batch.iter().map(Bytes::len).collect::<Vec<_>>(), vec![2, 3]);
+    }
+
+    #[test]
+    fn close_goes_after_queued_frames_and_drops_an_unfilled_slot() {
+        let o = Outbox::new(1000);
+        o.push(&f(1));
+        let slot = o.reserve().unwrap();
+        assert!(o.close_with(encode::close_frame(1001, "bye")));
+        assert!(!o.close_with(encode::close_frame(1000, "")));
+        assert_eq!(o.push(&f(1)), Push::Closed);
+        assert_eq!(o.fill(slot, f(2)), Push::Closed);
+        let mut batch = VecDeque::new();
+        let t = o.take(&mut batch);
+        assert!(t.last);
+        assert_eq!(batch.len(), 2);
+        assert_eq!(
+            encode::decode_head(&batch[1]).unwrap().opcode,
+            encode::OP_CLOSE
+        );
+    }
+
+}

@@ -1,0 +1,229 @@
+//! Wire formats: how one published message looks on one kind of connection.
+//!
+//! The hub moves neutral messages (channel, offset, ts, the publisher's verbatim JSON);
+//! a [`Format`] turns one into the exact bytes a connection of that kind is written.
+//! Every format's frame is built at most once per message, only when some subscriber of
+//! the channel uses that format, and shared by all of them ([`Frames`]). Notices and
+//! close frames are asked of the connection's format too, so the outbox and the hub never
+//! build wire bytes of their own.
+//!
+//! | id | name | frames |
+//! |---|---|---|
+//! | 0 | `envelope` | protocol v1 text: `{"type":"message","channel":..,"offset":..,"ts":..,"data":..}` |
+//! | 1 | `raw` | protocol v1 text: the publisher's `data` alone |
+//! | 2 | `msgpack` | binary MessagePack: the envelope's fields, `data` transcoded |
+//!
+//! A new format (a dialect's message template, a compressed variant) is one more id here
+//! and one more arm in each `match`.
+
+use bytes::Bytes;
+
+use super::close::CloseCode;
+use super::{encode, msgpack};
+
+/// A wire format's id (an index into per-format tables).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Format(u8);
+
+impl Default for Format {
+    /// Protocol v1's envelope.
+    fn default() -> Self {
+        Format::ENVELOPE
+    }
+}
+
+/// One published message as every format sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    /// The channel (a validated name).
+    pub channel: &'a str,
+    /// Its offset in the channel.
+    pub offset: u64,
+    /// Publish time, milliseconds since the Unix epoch.
+    pub ts: u64,
+    /// The publisher's `data`: valid JSON, verbatim.
+    pub data: &'a [u8],
+}
+
+impl Format {
+    /// Protocol v1's envelope (the default).
+    pub const ENVELOPE: Format = Format(0);
+    /// Protocol v1's `format=raw`: the data alone.
+    pub const RAW: Format = Format(1);
+    /// MessagePack: the envelope's fields in a binary frame.
+    pub const MSGPACK: Format = Format(2);
+    /// How many formats there are (the length of per-format tables).
+    pub const COUNT: usize = 3;
+    /// Every format, by id.
+    pub const ALL: [Format; Format::COUNT] = [Format::ENVELOPE, Format::RAW, Format::MSGPACK];
+
+    /// The index of this format in per-format tables.
+    #[inline]
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+
+    /// The name used in `?format=`, `/stats` and `/metrics`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::RAW => "raw",
+            Format::MSGPACK => "msgpack",
+            _ => "envelope",
+        }
+    }
+
+    /// The format named `name` (as in `?format=`).
+    pub fn from_name(name: &str) -> Option<Format> {
+        Format::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// Whether its frames are binary (else text).
+    pub fn binary(self) -> bool {
+        self == Format::MSGPACK
+    }
+
+    /// Builds the frame of `m` in this format.
+    pub fn message(self, m: &Message<'_>) -> Bytes {
+        match self {
+            Format::RAW => encode::raw_frame(m.data),
+            Format::MSGPACK => msgpack::message_frame(m),
+            _ => encode::message_frame(m.channel, m.offset, m.ts, m.data),
+        }
+    }
+
+    /// The publisher's data inside `frame` (a frame of this format for a message whose
+    /// data is `data_len` bytes), if this format embeds it verbatim: a slice sharing the
+    /// frame's allocation.
+    pub fn data_in(self, frame: &Bytes, data_len: usize) -> Option<Bytes> {
+        let end = match self {
+            // `...,"data":<data>}`
+            Format::ENVELOPE => frame.len().checked_sub(1)?,
+            // the payload is the data
+            Format::RAW => frame.len(),
+            _ => return None,
+        };
+        Some(frame.slice(end.checked_sub(data_len)?..end))
+    }
+
+    /// `lagging`: this connection has been getting only the newest of the channel's
+    /// messages (`skipped` so far).
+    pub fn lagging(self, channel: &str, skipped: u64) -> Bytes {
+        self.notice(encode::lagging(channel, skipped))
+    }
+
+    /// `caught_up`: full flow again, `skipped` in all.
+    pub fn caught_up(self, channel: &str, skipped: u64) -> Bytes {
+        self.notice(encode::caught_up(channel, skipped))
+    }
+
+    /// A v1 JSON notice or reply, in this format's framing (MessagePack transcodes it).
+    pub fn notice(self, json_frame: Bytes) -> Bytes {
+        match self {
+            Format::MSGPACK => msgpack::from_json_frame(&json_frame),
+            _ => json_frame,
+        }
+    }
+
+    /// The frame that ends a connection of this format.
+    pub fn close(self, code: CloseCode, reason: &str) -> Bytes {
+        encode::close_frame(code.get(), reason)
+    }
+}
+
+/// One message's frames: at most one per format, built on first use, then shared.
+#[derive(Debug, Default, Clone)]
+pub struct Frames {
+    slots: [Option<Bytes>; Format::COUNT],
+}
+
+impl Frames {
+    /// The frame of `format`, if built.
+    #[inline]
+    pub fn get(&self, format: Format) -> Option<&Bytes> {
+        self.slots[format.index()].as_ref()
+    }
+
+    /// The frame of `format`, building it from `m` if this is its first use. Returns the
+    /// frame and whether it was built now.
+    pub fn get_or_build(&mut self, format: Format, m: &Message<'_>) -> (&Bytes, bool) {
+        let slot = &mut self.slots[format.index()];
+        let built = slot.is_none();
+        (slot.get_or_insert_with(|| format.message(m)), built)
+    }
+}
+
+/// How many subscribers use each format (so a publish builds only the formats in use).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FormatCounts([u32; Format::COUNT]);
+
+impl FormatCounts {
+    /// One more subscriber of `f`.
+    pub fn add(&mut self, f: Format) {
+        self.0[f.index()] += 1;
+    }
+
+    /// One subscriber of `f` fewer.
+    pub fn remove(&mut self, f: Format) {
+        let c = &mut self.0[f.index()];
+        *c = c.saturating_sub(1);
+    }
+
+    /// The formats that at least one subscriber uses.
+    pub fn present(&self) -> impl Iterator<Item = Format> + '_ {
+        Format::ALL.into_iter().filter(|f| self.0[f.index()] > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_ids_index_the_tables() {
+        for (i, f) in Format::ALL.into_iter().enumerate() {
+            assert_eq!(f.index(), i);
+            assert_eq!(Format::from_name(f.name()), Some(f));
+        }
+        assert_eq!(Format::from_name("xml"), None);
+    }
+
+    #[test]
+    fn frames_are_built_once_per_format() {
+        let m = Message {
+            channel: "ticker:A",
+            offset: 3,
+            ts: 9,
+            data: br#"{"p":1}"#,
+        };
+        let mut frames = Frames::default();
+        let (a, built) = frames.get_or_build(Format::RAW, &m);
+        let a = a.clone();
+        assert!(built);
+        let (b, built) = frames.get_or_build(Format::RAW, &m);
+        assert!(!built);
+        assert_eq!(a.as_ptr(), b.as_ptr(), "the same shared bytes");
+        assert!(frames.get(Format::ENVELOPE).is_none());
+        let (env, _) = frames.get_or_build(Format::ENVELOPE, &m);
+        let env = env.clone();
+        for (f, frame) in [(Format::ENVELOPE, &env), (Format::RAW, &a)] {
+            assert_eq!(&f.data_in(frame, m.data.len()).unwrap()[..], m.data);
+        }
+        assert!(Format::MSGPACK.data_in(&env, 3).is_none());
+    }
+
+    #[test]
+    fn counts_say_which_formats_are_present() {
+        let mut c = FormatCounts::default();
+        c.add(Format::MSGPACK);
+        c.add(Format::MSGPACK);
+        c.add(Format::ENVELOPE);
+        c.remove(Format::MSGPACK);
+        assert_eq!(
+            c.present().collect::<Vec<_>>(),
+            vec![Format::ENVELOPE, Format::MSGPACK]
+        );
+        c.remove(Format::MSGPACK);
+        c.remove(Format::MSGPACK);
+        assert_eq!(c.present().collect::<Vec<_>>(), vec![Format::ENVELOPE]);
+    }
+}
