@@ -5,9 +5,9 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tickrelay::hub::outbox::Outbox;
 use tickrelay::hub::{Hub, Subscriber};
 use tickrelay::metrics::Metrics;
+use tickrelay::outbox::Outbox;
 
 const TICK: &[u8] = br#"{"symbol":"BTC-USD","price":43250.50,"bid":43248.25,"ask":43252.75,"change_24h":2.45,"volume_24h":28500000.00,"ts":1732270000123}"#;
 
@@ -31,7 +31,7 @@ fn fanout(c: &mut Criterion) {
                 &Subscriber {
                     conn: i as u64,
                     outbox: o.clone(),
-                    raw: false,
+                    format: tickrelay::protocol::format::Format::ENVELOPE,
                 },
                 None,
             )
@@ -68,7 +68,7 @@ fn churn(c: &mut Criterion) {
             let sub = Subscriber {
                 conn: i,
                 outbox: outbox.clone(),
-                raw: false,
+                format: tickrelay::protocol::format::Format::ENVELOPE,
             };
             hub.subscribe(name, &sub, None).unwrap();
             hub.unsubscribe(name, i);
@@ -92,7 +92,7 @@ fn shards(c: &mut Criterion) {
             let sub = Subscriber {
                 conn: i as u64,
                 outbox: outboxes[i % outboxes.len()].clone(),
-                raw: false,
+                format: tickrelay::protocol::format::Format::ENVELOPE,
             };
             hub.subscribe(name, &sub, None).unwrap();
         }
@@ -111,7 +111,7 @@ fn shards(c: &mut Criterion) {
                     let sub = Subscriber {
                         conn: 1_000_000 + i as u64,
                         outbox: outboxes[0].clone(),
-                        raw: false,
+                        format: tickrelay::protocol::format::Format::ENVELOPE,
                     };
                     hub.subscribe(s, &sub, None).unwrap();
                     hub.unsubscribe(s, sub.conn);

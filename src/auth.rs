@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use crate::config::Config;
 use crate::error::ErrorCode;
 use crate::namespace::{Namespaces, Publish};
-use crate::server::Relay;
+use crate::relay::Relay;
 
 /// Close code for authentication failures on a live connection (token expired, no `auth`
 /// in time): "do not reconnect without a new token".

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::hub::now_ms;
-use crate::server::Relay;
+use crate::relay::Relay;
 
 struct Instrument {
     symbol: &'static str,
@@ -80,9 +80,7 @@ pub async fn run(relay: Arc<Relay>) {
                 i.volume,
                 now_ms(),
             );
-            let _ = relay
-                .hub
-                .publish(&format!("ticker:{}", i.symbol), body.as_bytes());
+            let _ = relay.publish(&format!("ticker:{}", i.symbol), body.as_bytes());
         }
         if n.is_multiple_of(15) {
             let i =
@@ -99,7 +97,7 @@ pub async fn run(relay: Arc<Relay>) {
                 now_ms(),
                 d = i.decimals,
             );
-            let _ = relay.hub.publish("signals", body.as_bytes());
+            let _ = relay.publish("signals", body.as_bytes());
         }
         if n % 50 == 1 {
             let body = format!(
@@ -107,7 +105,7 @@ pub async fn run(relay: Arc<Relay>) {
                 if (n / 50) % 4 == 3 { "closed" } else { "open" },
                 now_ms()
             );
-            let _ = relay.hub.publish("market_status", body.as_bytes());
+            let _ = relay.publish("market_status", body.as_bytes());
         }
     }
 }

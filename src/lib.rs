@@ -42,6 +42,7 @@
 pub mod auth;
 pub mod config;
 pub mod demo;
+pub mod dialect;
 pub mod error;
 pub mod fds;
 #[cfg(fuzzing)]
@@ -51,9 +52,13 @@ pub mod hub;
 pub mod limits;
 pub mod metrics;
 pub mod namespace;
+pub mod outbox;
 pub mod protocol;
+pub mod relay;
 pub mod server;
 pub mod session;
+pub mod shutdown;
 
 pub use config::Config;
-pub use server::{run, serve, Relay};
+pub use relay::Relay;
+pub use server::{run, serve};

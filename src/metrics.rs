@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::error::ErrorCode;
+use crate::protocol::format::Format;
 
 /// Counters and gauges.
 #[derive(Debug)]
@@ -36,6 +37,9 @@ pub struct Metrics {
     pub conflated: AtomicU64,
     /// Error replies sent, by code (index: [`ErrorCode::index`]).
     pub errors: [AtomicU64; ErrorCode::ALL.len()],
+    /// Message frames built, by wire format (index: [`Format::index`]): at most one per
+    /// message per format in use at publish, plus formats first built for a replay.
+    pub frames_built: [AtomicU64; Format::COUNT],
 }
 
 impl Default for Metrics {
@@ -53,6 +57,7 @@ impl Default for Metrics {
             dropped: AtomicU64::new(0),
             conflated: AtomicU64::new(0),
             errors: Default::default(),
+            frames_built: Default::default(),
         }
     }
 }
@@ -61,6 +66,12 @@ impl Metrics {
     /// Counts an error reply.
     pub fn error(&self, code: ErrorCode) {
         self.errors[code.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a message frame built in `format`.
+    #[inline]
+    pub fn frame_built(&self, format: Format) {
+        self.frames_built[format.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Reads a counter.

@@ -1,4 +1,5 @@
-//! The accept loop, the relay-wide state, and graceful shutdown.
+//! The accept loop, the background tasks, and the shutdown sequence (the state they
+//! share is [`crate::relay`], the drain [`crate::shutdown`]).
 //!
 //! [`run`] takes a bound listener and a shutdown future (mini-redis style): `main` passes
 //! SIGINT/SIGTERM, tests pass a oneshot. On shutdown the listener is dropped, plain HTTP
@@ -11,162 +12,12 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify};
 
 use crate::config::Config;
-use crate::hub::outbox::Outbox;
-use crate::hub::Hub;
-use crate::metrics::Metrics;
-
-/// Everything connections share.
-#[derive(Debug)]
-pub struct Relay {
-    /// Settings and limits.
-    pub config: Config,
-    /// The channel table.
-    pub hub: Hub,
-    /// Counters.
-    pub metrics: Arc<Metrics>,
-    next_conn: AtomicU64,
-    shutdown: watch::Sender<bool>,
-    /// Open TCP connections (HTTP and WebSocket), for the shutdown drain.
-    live: AtomicUsize,
-    all_gone: Notify,
-    /// Every open connection's outbox, for `/stats` (registered and removed by sessions).
-    outboxes: parking_lot::Mutex<std::collections::HashMap<u64, Arc<Outbox>>>,
-    /// JWT verification (`None`: no JWT key configured).
-    pub jwt: Option<crate::auth::Verifier>,
-    /// Open WebSockets per client address.
-    pub per_ip: Arc<crate::limits::PerIp>,
-}
-
-/// Counts a connection as live until dropped.
-#[derive(Debug)]
-pub struct LiveGuard(Arc<Relay>);
-
-impl Drop for LiveGuard {
-    fn drop(&mut self) {
-        if self.0.live.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.all_gone.notify_waiters();
-        }
-    }
-}
-
-/// Holds one of the `max_connections` WebSocket places until dropped.
-#[derive(Debug)]
-pub struct WsSlot(Arc<Relay>);
-
-impl Drop for WsSlot {
-    fn drop(&mut self) {
-        self.0.metrics.connections.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl Relay {
-    /// Relay state for `config`.
-    pub fn new(config: Config) -> Arc<Relay> {
-        let jwt = crate::auth::Verifier::from_config(&config).unwrap_or_else(|e| {
-            // `Config::load_file` reports this at start-up; fail closed here.
-            tracing::error!(error = %e, "JWT key unusable: every token will be refused");
-            None
-        });
-        let per_ip = crate::limits::PerIp::new(config.max_connections_per_ip);
-        let metrics = Arc::new(Metrics::default());
-        let hub = Hub::new(config.shard_count(), config.max_channels, metrics.clone())
-            .with_history(config.namespaces.clone(), config.history_max_bytes);
-        Arc::new(Relay {
-            config,
-            hub,
-            metrics,
-            next_conn: AtomicU64::new(1),
-            shutdown: watch::Sender::new(false),
-            live: AtomicUsize::new(0),
-            all_gone: Notify::new(),
-            outboxes: Default::default(),
-            jwt,
-            per_ip,
-        })
-    }
-
-    /// Registers a connection's outbox until [`Relay::unregister`].
-    pub fn register(&self, conn: u64, outbox: Arc<Outbox>) {
-        self.outboxes.lock().insert(conn, outbox);
-    }
-
-    /// Forgets a closed connection's outbox.
-    pub fn unregister(&self, conn: u64) {
-        self.outboxes.lock().remove(&conn);
-    }
-
-    /// Bytes queued or in flight over all connections (walks every outbox: for `/stats`,
-    /// not for hot paths).
-    pub fn queued_bytes(&self) -> u64 {
-        let all: Vec<Arc<Outbox>> = self.outboxes.lock().values().cloned().collect();
-        all.iter().map(|o| o.queued_bytes() as u64).sum()
-    }
-
-    /// Queues `1001 server shutting down` behind what every open connection already has
-    /// queued. Sessions registered after this walk see the shutdown flag instead.
-    fn close_all(&self) {
-        let all: Vec<Arc<Outbox>> = self.outboxes.lock().values().cloned().collect();
-        for o in all {
-            o.close_with(crate::session::shutdown_close());
-        }
-    }
-
-    /// A fresh connection id.
-    pub fn next_conn_id(&self) -> u64 {
-        self.next_conn.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Resolves once shutdown has begun.
-    pub async fn shutdown_started(&self) {
-        let mut rx = self.shutdown.subscribe();
-        let _ = rx.wait_for(|s| *s).await;
-    }
-
-    /// Whether shutdown has begun.
-    pub fn is_shutting_down(&self) -> bool {
-        *self.shutdown.borrow()
-    }
-
-    fn track(self: &Arc<Self>) -> LiveGuard {
-        self.live.fetch_add(1, Ordering::AcqRel);
-        LiveGuard(self.clone())
-    }
-
-    /// Takes a WebSocket place, or `None` at `max_connections`.
-    pub fn ws_slot(self: &Arc<Self>) -> Option<WsSlot> {
-        let m = &self.metrics;
-        let before = m.connections.fetch_add(1, Ordering::Relaxed);
-        if before as usize >= self.config.max_connections {
-            m.connections.fetch_sub(1, Ordering::Relaxed);
-            return None;
-        }
-        m.connections_total.fetch_add(1, Ordering::Relaxed);
-        Some(WsSlot(self.clone()))
-    }
-
-    /// Constant-time check of a presented publish key.
-    pub fn check_publish_key(&self, presented: &str) -> bool {
-        match &self.config.publish_key {
-            Some(key) => ct_eq(key.as_bytes(), presented.as_bytes()),
-            None => false,
-        }
-    }
-}
-
-/// Compares without an early exit on the first differing byte.
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+use crate::relay::Relay;
 
 async fn serve_connection(stream: TcpStream, peer: SocketAddr, relay: Arc<Relay>) {
     let _live = relay.track();
@@ -191,19 +42,6 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, relay: Arc<Relay>
             let _ = conn.await;
         }
     }
-}
-
-/// Spawns a WebSocket session holding `slot`, counted as live for the shutdown drain.
-pub(crate) fn spawn_session<F>(relay: &Arc<Relay>, slot: WsSlot, session: F)
-where
-    F: Future<Output = ()> + Send + 'static,
-{
-    let live = relay.track();
-    tokio::spawn(async move {
-        session.await;
-        drop(slot);
-        drop(live);
-    });
 }
 
 /// Serves `listener` until `shutdown` resolves, then drains.
@@ -239,22 +77,12 @@ pub async fn serve(listener: TcpListener, relay: Arc<Relay>, shutdown: impl Futu
     }
     drop(listener);
     tracing::info!("shutting down: closing connections with 1001");
-    relay.shutdown.send_replace(true);
+    relay.drain.begin();
     relay.close_all();
     let grace = Duration::from_millis(cfg.shutdown_grace_ms);
-    let drained = tokio::time::timeout(grace, async {
-        loop {
-            let notified = relay.all_gone.notified();
-            if relay.live.load(Ordering::Acquire) == 0 {
-                break;
-            }
-            notified.await;
-        }
-    })
-    .await;
-    if drained.is_err() {
+    if !relay.drain.wait_all_gone(grace).await {
         tracing::warn!(
-            left = relay.live.load(Ordering::Acquire),
+            left = relay.drain.live(),
             "shutdown grace over; dropping connections"
         );
     }
@@ -351,13 +179,5 @@ mod tests {
             Some(true),
             "Linux copies it from the listener"
         );
-    }
-
-    #[test]
-    fn ct_eq_compares_exactly() {
-        assert!(super::ct_eq(b"key", b"key"));
-        assert!(!super::ct_eq(b"key", b"kez"));
-        assert!(!super::ct_eq(b"key", b"key2"));
-        assert!(!super::ct_eq(b"", b"x"));
     }
 }

@@ -18,8 +18,8 @@ use hyper::{Request, StatusCode};
 
 use super::{json, percent_decode, text, Resp};
 use crate::auth::{self, Identity};
-use crate::protocol::{channel, json as j};
-use crate::server::Relay;
+use crate::protocol::{channel, encode, json as j};
+use crate::relay::Relay;
 
 /// Default and largest `limit`.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -88,7 +88,11 @@ pub fn handle(req: &Request<Incoming>, relay: &Relay, raw_channel: &str) -> Resp
             "no such channel: nothing published yet, or reclaimed while idle",
         );
     };
-    let size: usize = page.frames.iter().map(|e| e.frame.len() + 1).sum();
+    let size: usize = page
+        .messages
+        .iter()
+        .map(|e| encode::ENVELOPE_FIXED + name.len() + e.data.len() + 1)
+        .sum();
     let mut out = Vec::with_capacity(size + 128);
     out.extend_from_slice(br#"{"channel":"#);
     j::push_str(&mut out, &name);
@@ -103,11 +107,11 @@ pub fn handle(req: &Request<Incoming>, relay: &Relay, raw_channel: &str) -> Resp
     } else {
         br#","complete":false,"messages":["#
     });
-    for (i, e) in page.frames.iter().enumerate() {
+    for (i, e) in page.messages.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(e.envelope());
+        encode::push_envelope(&mut out, &name, e.offset, e.ts, &e.data);
     }
     out.extend_from_slice(b"]}");
     json(StatusCode::OK, out)

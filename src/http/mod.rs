@@ -21,7 +21,7 @@ use hyper::{header, Method, Request, Response, StatusCode};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::server::Relay;
+use crate::relay::Relay;
 
 /// The response type of every endpoint.
 pub type Resp = Response<Full<Bytes>>;

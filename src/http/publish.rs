@@ -15,9 +15,9 @@ use std::sync::Arc;
 
 use super::{json, percent_decode, text, Resp};
 use crate::auth::{self, Identity};
-use crate::error::ProtoError;
+use crate::protocol::command::ProtoError;
 use crate::protocol::{self, channel, json as j};
-use crate::server::Relay;
+use crate::relay::Relay;
 use crate::session::access::publishing_enabled;
 
 // Errors are boxed: a response is large and this is the cold path.
@@ -135,7 +135,7 @@ pub async fn single(req: Request<Incoming>, relay: Arc<Relay>, raw_channel: &str
         Ok(d) => d,
         Err(e) => return refused(&e, &relay),
     };
-    match relay.hub.publish(&name, &data) {
+    match relay.publish(&name, &data) {
         Ok(p) => {
             let mut out = Vec::with_capacity(96);
             result_json(&mut out, &name, &p);
@@ -190,7 +190,7 @@ pub async fn batch(req: Request<Incoming>, relay: Arc<Relay>) -> Resp {
         if published > 0 {
             out.push(b',');
         }
-        match relay.hub.publish(&item.channel, &item.data) {
+        match relay.publish(&item.channel, &item.data) {
             Ok(p) => {
                 result_json(&mut out, &item.channel, &p);
                 published += 1;

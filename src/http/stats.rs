@@ -6,8 +6,9 @@ use std::fmt::Write as _;
 use super::{json, text, Resp};
 use crate::error::ErrorCode;
 use crate::metrics::Metrics;
+use crate::protocol::format::Format;
 use crate::protocol::json as j;
-use crate::server::Relay;
+use crate::relay::Relay;
 
 /// How many channels `/stats` lists (most subscribed first).
 pub const STATS_CHANNELS: usize = 1000;
@@ -176,6 +177,18 @@ fn stats_json(relay: &Relay) -> Vec<u8> {
         out.push(b':');
         j::push_u64(&mut out, Metrics::get(&relay.metrics.errors[code.index()]));
     }
+    out.extend_from_slice(br#"},"frames_built":{"#);
+    for (i, f) in Format::ALL.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        j::push_str(&mut out, f.name());
+        out.push(b':');
+        j::push_u64(
+            &mut out,
+            Metrics::get(&relay.metrics.frames_built[f.index()]),
+        );
+    }
     out.extend_from_slice(br#"},"top_channels":["#);
     for (i, (name, subs)) in relay.hub.top_channels(STATS_CHANNELS).iter().enumerate() {
         if i > 0 {
@@ -213,6 +226,15 @@ fn prometheus(relay: &Relay) -> String {
             s,
             "tickrelay_errors_total{{code=\"{}\"}} {v}",
             code.as_str()
+        );
+    }
+    let _ = writeln!(s, "# HELP tickrelay_frames_built_total Message frames built, by wire format (once per message per format in use).\n# TYPE tickrelay_frames_built_total counter");
+    for f in Format::ALL {
+        let v = Metrics::get(&relay.metrics.frames_built[f.index()]);
+        let _ = writeln!(
+            s,
+            "tickrelay_frames_built_total{{format=\"{}\"}} {v}",
+            f.name()
         );
     }
     s.pop(); // `text` adds the final newline

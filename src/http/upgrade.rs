@@ -17,9 +17,11 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 
 use super::{percent_decode, text, Resp};
+use crate::dialect::{Echo, V1};
 use crate::protocol::channel;
-use crate::server::{spawn_session, Relay};
-use crate::session::{self, Mode, Params};
+use crate::protocol::format::Format;
+use crate::relay::{spawn_session, Relay};
+use crate::session::{self, Params};
 
 const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -128,6 +130,20 @@ pub fn validate(
     Ok(accept_key(key))
 }
 
+/// Runs the session in the dialect the route and settings chose (monomorphized per
+/// dialect: no dynamic dispatch on the read path).
+async fn run_dialect<R, W>(r: R, w: W, relay: Arc<Relay>, format: Format, params: Params)
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    if relay.config.echo {
+        session::run(r, w, relay, Echo, params).await
+    } else {
+        session::run(r, w, relay, V1::new(format), params).await
+    }
+}
+
 /// What the query string of `/ws` asks for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Query {
@@ -135,11 +151,11 @@ pub struct Query {
     pub token: Option<String>,
     /// `channels`, validated.
     pub channels: Vec<String>,
-    /// `format=raw`.
-    pub raw: bool,
+    /// `format`: the wire format of the connection's messages.
+    pub format: Format,
 }
 
-/// Parses `token`, `channels` (comma list) and `format` (`envelope` | `raw`).
+/// Parses `token`, `channels` (comma list) and `format` (`envelope` | `raw` | `msgpack`).
 /// Unknown parameters are ignored.
 pub fn parse_query(query: Option<&str>, max_subscriptions: usize) -> Result<Query, Rejection> {
     let mut q = Query::default();
@@ -152,15 +168,12 @@ pub fn parse_query(query: Option<&str>, max_subscriptions: usize) -> Result<Quer
         match k {
             "token" => q.token = Some(v),
             "format" => {
-                q.raw = match v.as_str() {
-                    "raw" => true,
-                    "envelope" | "" => false,
-                    _ => {
-                        return Err(reject(
-                            StatusCode::BAD_REQUEST,
-                            "format must be envelope or raw",
-                        ))
-                    }
+                q.format = match v.as_str() {
+                    "" => Format::ENVELOPE,
+                    name => Format::from_name(name).ok_or(reject(
+                        StatusCode::BAD_REQUEST,
+                        "format must be envelope, raw or msgpack",
+                    ))?,
                 }
             }
             "channels" => {
@@ -271,13 +284,8 @@ pub async fn handle(mut req: Request<Incoming>, relay: Arc<Relay>, peer: SocketA
             "connection limit reached",
         ));
     };
+    let format = query.format;
     let params = Params {
-        mode: if relay.config.echo {
-            Mode::Echo
-        } else {
-            Mode::Relay
-        },
-        raw: query.raw,
         identity,
         channels: query.channels,
     };
@@ -298,11 +306,12 @@ pub async fn handle(mut req: Request<Incoming>, relay: Arc<Relay>, peer: SocketA
             Ok(parts) => {
                 // Own the two halves of the socket: reader and writer never share a lock.
                 let (r, w) = parts.io.into_inner().into_split();
-                session::run(Prefixed::new(parts.read_buf, r), w, task_relay, params).await;
+                let r = Prefixed::new(parts.read_buf, r);
+                run_dialect(r, w, task_relay, format, params).await;
             }
             Err(upgraded) => {
                 let (r, w) = tokio::io::split(TokioIo::new(upgraded));
-                session::run(r, w, task_relay, params).await;
+                run_dialect(r, w, task_relay, format, params).await;
             }
         }
     });
@@ -466,7 +475,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(q.channels, vec!["ticker:BTC-USD", "signals"]);
-        assert!(q.raw);
+        assert_eq!(q.format, Format::RAW);
         assert_eq!(q.token.as_deref(), Some("k+1"));
         assert!(parse_query(Some("channels=bad%20name"), 10).is_err());
         assert!(parse_query(Some("format=xml"), 10).is_err());

@@ -1,16 +1,23 @@
-//! A channel's history: the last N messages, kept as the frames fan-out already built.
+//! A channel's history: the last N messages, kept neutral (offset, ts, the publisher's
+//! verbatim data) with the frames fan-out already built for them.
 //!
-//! Replay and last-value delivery push clones of these `Bytes`: no serialization, no
-//! copy. Memory is bounded three ways: N per channel (per namespace), an optional age
+//! Replay and last-value delivery push clones of those `Bytes`: no serialization, no
+//! copy. A format that no subscriber used at publish time is built on first replay and
+//! kept (and counted) like the others, so any format can be served without re-parsing.
+//! The data shares the allocation of a frame that embeds it verbatim (the v1 envelope or
+//! raw frame) and is then not counted twice. Memory is bounded three ways: N per channel (per namespace), an optional age
 //! (TTL), and a relay-wide byte budget ([`Budget`]). Past the budget, the channel that is
 //! publishing forgets its own oldest messages first, down to its newest one, which it
 //! always keeps (the last value). Every message forgotten for space or age is counted as
 //! an eviction.
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use crate::protocol::format::{Format, Frames, Message};
 
 /// Bytes an entry costs beyond its frame (the ring slot and the `Bytes` handle).
 const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>();
@@ -46,34 +53,63 @@ impl Budget {
 pub struct Entry {
     /// The message's offset.
     pub offset: u64,
-    /// When it was published (for the TTL).
+    /// When it was kept (for the TTL).
     pub at: Instant,
-    /// The complete envelope frame, exactly as subscribers got it.
-    pub frame: Bytes,
-    /// Length of the publisher's `data`, which ends one byte before the frame does.
-    pub data_len: u32,
+    /// Publish time, milliseconds since the Unix epoch.
+    pub ts: u64,
+    /// The publisher's `data`, verbatim.
+    pub data: Bytes,
+    /// The frames built for this message so far, by format.
+    frames: SmallVec<[(Format, Bytes); 1]>,
+    /// `data` lies inside one of `frames` (one allocation, counted once).
+    data_shared: bool,
 }
 
 impl Entry {
+    /// A kept message with the frames its publish built (`data` is copied only if no
+    /// frame embeds it).
+    pub fn new(offset: u64, at: Instant, ts: u64, data: &[u8], built: &Frames) -> Entry {
+        let mut frames = SmallVec::new();
+        let mut shared = None;
+        for f in Format::ALL {
+            if let Some(frame) = built.get(f) {
+                if shared.is_none() {
+                    shared = f.data_in(frame, data.len());
+                }
+                frames.push((f, frame.clone()));
+            }
+        }
+        Entry {
+            offset,
+            at,
+            ts,
+            data_shared: shared.is_some(),
+            data: shared.unwrap_or_else(|| Bytes::copy_from_slice(data)),
+            frames,
+        }
+    }
+
     fn cost(&self) -> usize {
-        self.frame.len() + ENTRY_OVERHEAD
+        let frames: usize = self.frames.iter().map(|(_, b)| b.len()).sum();
+        frames + if self.data_shared { 0 } else { self.data.len() } + ENTRY_OVERHEAD
     }
 
-    /// The publisher's `data`, inside the frame.
-    pub fn data(&self) -> &[u8] {
-        let end = self.frame.len().saturating_sub(1);
-        &self.frame[end.saturating_sub(self.data_len as usize)..end]
+    /// The message as every format sees it.
+    pub fn message<'a>(&'a self, channel: &'a str) -> Message<'a> {
+        Message {
+            channel,
+            offset: self.offset,
+            ts: self.ts,
+            data: &self.data,
+        }
     }
 
-    /// The frame's payload: the message envelope as JSON.
-    pub fn envelope(&self) -> &[u8] {
-        let head = crate::protocol::encode::decode_head(&self.frame).map_or(0, |h| h.head_len);
-        &self.frame[head..]
-    }
-
-    /// The frame a `format=raw` subscriber gets (built on demand: replay only).
-    pub fn raw_frame(&self) -> Bytes {
-        crate::protocol::encode::raw_frame(self.data())
+    /// The frame of `format`, if built.
+    pub fn frame(&self, format: Format) -> Option<&Bytes> {
+        self.frames
+            .iter()
+            .find(|(f, _)| *f == format)
+            .map(|(_, b)| b)
     }
 }
 
@@ -129,6 +165,11 @@ impl History {
             self.bytes -= c;
             budget.bytes.fetch_sub(c as u64, Ordering::Relaxed);
         }
+    }
+
+    /// Whether this ring keeps anything (a capacity of 0 keeps nothing).
+    pub fn keeps(&self) -> bool {
+        self.cap > 0
     }
 
     /// Keeps a new message, forgetting the oldest past the cap or the budget.
@@ -196,6 +237,26 @@ impl History {
         }
     }
 
+    /// The frame of `format` for the message at ring index `i`, built from the neutral
+    /// message and kept if no publish or replay built it before (then `built` is true).
+    pub fn frame_at(
+        &mut self,
+        i: usize,
+        format: Format,
+        channel: &str,
+        budget: &Budget,
+    ) -> Option<(Bytes, bool)> {
+        let e = self.ring.get_mut(i)?;
+        if let Some(b) = e.frame(format) {
+            return Some((b.clone(), false));
+        }
+        let b = format.message(&e.message(channel));
+        e.frames.push((format, b.clone()));
+        self.bytes += b.len();
+        budget.bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
+        Some((b, true))
+    }
+
     /// Held messages from ring index `i` on, oldest first.
     pub fn from_index(&self, i: usize) -> impl Iterator<Item = &Entry> {
         self.ring.range(i.min(self.ring.len())..)
@@ -214,12 +275,15 @@ mod tests {
     use super::*;
 
     fn entry(offset: u64, data: &str) -> Entry {
-        Entry {
+        let mut frames = Frames::default();
+        let m = Message {
+            channel: "c",
             offset,
-            at: Instant::now(),
-            frame: crate::protocol::encode::message_frame("c", offset, 1, data.as_bytes()),
-            data_len: data.len() as u32,
-        }
+            ts: 1,
+            data: data.as_bytes(),
+        };
+        frames.get_or_build(Format::ENVELOPE, &m);
+        Entry::new(offset, Instant::now(), 1, data.as_bytes(), &frames)
     }
 
     #[test]
@@ -243,12 +307,38 @@ mod tests {
     }
 
     #[test]
-    fn data_and_envelope_are_found_inside_the_frame() {
+    fn data_shares_the_envelope_and_other_formats_are_built_once_on_replay() {
+        let b = Budget::new(usize::MAX);
+        let mut h = History::new(3, None);
         let e = entry(7, r#"{"p":"\u00e9"}"#);
-        assert_eq!(e.data(), br#"{"p":"\u00e9"}"#);
-        assert!(e.envelope().starts_with(br#"{"type":"message""#));
-        assert!(e.envelope().ends_with(br#"{"p":"\u00e9"}}"#));
-        assert_eq!(&e.raw_frame()[2..], e.data());
+        let env = e.frame(Format::ENVELOPE).unwrap().clone();
+        assert_eq!(&e.data[..], br#"{"p":"\u00e9"}"#);
+        let inside = env.as_ptr_range();
+        assert!(
+            inside.contains(&e.data.as_ptr()),
+            "data is a slice of the frame"
+        );
+        assert_eq!(e.cost(), env.len() + ENTRY_OVERHEAD, "counted once");
+        h.push(e, &b);
+        let before = h.bytes();
+        let (raw, built) = h.frame_at(0, Format::RAW, "c", &b).unwrap();
+        assert!(built);
+        assert_eq!(&raw[2..], br#"{"p":"\u00e9"}"#);
+        assert_eq!(h.bytes(), before + raw.len(), "a cached frame is counted");
+        let (again, built) = h.frame_at(0, Format::RAW, "c", &b).unwrap();
+        assert!(!built);
+        assert_eq!(again.as_ptr(), raw.as_ptr());
+        let (env2, built) = h.frame_at(0, Format::ENVELOPE, "c", &b).unwrap();
+        assert!(!built);
+        assert_eq!(env2, env);
+        assert_eq!(b.bytes.load(Ordering::Relaxed) as usize, h.bytes());
+    }
+
+    #[test]
+    fn without_a_frame_the_data_is_copied_and_counted() {
+        let e = Entry::new(1, Instant::now(), 1, b"[1,2]", &Frames::default());
+        assert_eq!(&e.data[..], b"[1,2]");
+        assert_eq!(e.cost(), 5 + ENTRY_OVERHEAD);
     }
 
     #[test]

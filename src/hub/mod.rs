@@ -2,13 +2,19 @@
 //!
 //! Channels live in N shards (N a power of two, chosen by hashing the name), each a
 //! `parking_lot::RwLock<HashMap>` that is held only to find or create a channel. Each
-//! channel has its own locks (see [`shard`] for the order). A publish builds the complete
-//! WebSocket frame once and pushes clones of the same `Bytes` to every subscriber's
-//! [`outbox::Outbox`]: no per-subscriber serialization or allocation, and no lock held
-//! while touching a socket (sockets belong to the writer tasks).
+//! channel has its own locks (see [`shard`] for the order). The hub moves neutral
+//! messages (channel, epoch, offset, ts, the publisher's verbatim data): a publish builds
+//! one complete frame per wire format in use among the channel's subscribers
+//! ([`crate::protocol::format`]) and pushes clones of the same `Bytes` to every
+//! subscriber of that format's [`Outbox`]: no per-subscriber serialization or allocation,
+//! and no lock held while touching a socket (sockets belong to the writer tasks).
+//!
+//! Offsets are assigned here ([`Hub::publish`]) or elsewhere ([`Hub::publish_at`]: an
+//! upstream relay or a backplane), and whoever registered an [`Interest`] is told when a
+//! channel gets its first subscriber on this node, loses its last, or is reclaimed.
 
 pub mod history;
-pub mod outbox;
+pub mod interest;
 pub mod shard;
 
 use std::hash::{Hash, Hasher};
@@ -19,9 +25,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::error::ErrorCode;
 use crate::metrics::Metrics;
 use crate::namespace::Namespaces;
+use crate::outbox::{Lane, Push};
 use history::{Budget, Coverage, History};
-use outbox::{Lane, Push};
-use shard::{Channel, Shard};
+use interest::Watchers;
+pub use interest::{Interest, InterestEvent};
+use shard::{Channel, ChannelState, Prepared, Shard};
 pub use shard::{Epoch, Subscriber};
 
 /// Where a channel stands, as reported to a new subscriber or a publisher.
@@ -42,6 +50,18 @@ pub struct Published {
     pub delivered: usize,
 }
 
+/// A message's place assigned elsewhere (an upstream relay, the backplane), for
+/// [`Hub::publish_at`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sequenced {
+    /// The channel's epoch there.
+    pub epoch: Epoch,
+    /// The message's offset there (from 1).
+    pub offset: u64,
+    /// Its publish time, milliseconds since the Unix epoch.
+    pub ts: u64,
+}
+
 /// Where a reconnecting subscriber left off (`recover` in a subscribe).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Recover<'a> {
@@ -54,7 +74,7 @@ pub struct Recover<'a> {
 /// The result of one subscribe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscribed {
-    /// The channel's id (for [`outbox::Outbox::set_rate`] and [`outbox::Outbox::forget`]).
+    /// The channel's id (for [`Outbox::set_rate`] and [`Outbox::forget`]).
     pub key: u64,
     /// The channel's name, shared.
     pub name: Arc<str>,
@@ -75,8 +95,8 @@ pub struct HistoryPage {
     pub position: Position,
     /// Offset of the oldest message held (0: none held).
     pub oldest: u64,
-    /// The messages' envelope frames, oldest first.
-    pub frames: Vec<history::Entry>,
+    /// The messages, oldest first.
+    pub messages: Vec<history::Entry>,
     /// Whether no message between the `since` asked for and the first returned is gone.
     pub complete: bool,
 }
@@ -93,6 +113,7 @@ pub struct Hub {
     namespaces: Arc<Namespaces>,
     budget: Budget,
     next_channel_id: AtomicU64,
+    watchers: Watchers,
 }
 
 /// Milliseconds since the Unix epoch (the `ts` of a message).
@@ -121,6 +142,7 @@ impl Hub {
             namespaces: Arc::default(),
             budget: Budget::new(crate::config::DEFAULT_HISTORY_MAX_BYTES),
             next_channel_id: AtomicU64::new(1),
+            watchers: Watchers::default(),
         }
     }
 
@@ -193,8 +215,13 @@ impl Hub {
         Ok(ch)
     }
 
+    /// Registers `who` to be told of interest changes from now on (see [`Interest`]).
+    pub fn watch(&self, who: Arc<dyn Interest>) {
+        self.watchers.add(who);
+    }
+
     /// Publishes `data` (valid JSON, embedded verbatim) to the channel `name` (a
-    /// validated name), creating the channel if needed.
+    /// validated name), creating the channel if needed; the hub assigns the offset.
     pub fn publish(&self, name: &str, data: &[u8]) -> Result<Published, ErrorCode> {
         let ts = now_ms();
         loop {
@@ -203,53 +230,88 @@ impl Hub {
             if st.removed {
                 continue;
             }
-            let prepared = st.prepare(name, ts, data, &self.budget);
-            // Hand over hand: this fan-out starts only after the previous one of this
-            // channel has finished, so every subscriber sees offsets in order.
-            let fanout = ch.fanout.lock();
-            drop(st);
-            let mut delivered = 0;
-            let mut overflowed = 0;
-            let mut conflated = 0;
-            let lane = Lane {
-                key: ch.id,
-                name: &ch.name,
-                conflate: ch.conflate,
+            let prepared = st.prepare(name, ts, data, &self.budget, &self.metrics);
+            return Ok(self.fan_out(&ch, st, prepared));
+        }
+    }
+
+    /// Publishes a message whose epoch and offset were assigned elsewhere (an upstream
+    /// relay, the backplane): the channel takes them as they are. A new epoch, or an
+    /// offset past the next one, forgets the channel's history (offsets in it stay
+    /// contiguous). Returns `None`, delivering nothing, for an offset this node already
+    /// had in that epoch (a duplicate, or offset 0).
+    pub fn publish_at(
+        &self,
+        name: &str,
+        at: Sequenced,
+        data: &[u8],
+    ) -> Result<Option<Published>, ErrorCode> {
+        loop {
+            let ch = self.channel_or_create(name)?;
+            let mut st = ch.state.lock();
+            if st.removed {
+                continue;
+            }
+            if !st.seek(at.epoch, at.offset, &self.budget) {
+                return Ok(None);
+            }
+            let prepared = st.prepare(name, at.ts, data, &self.budget, &self.metrics);
+            return Ok(Some(self.fan_out(&ch, st, prepared)));
+        }
+    }
+
+    /// Pushes a prepared message to its audience, each subscriber the frame of its format.
+    fn fan_out(
+        &self,
+        ch: &Channel,
+        st: parking_lot::MutexGuard<'_, ChannelState>,
+        prepared: Prepared,
+    ) -> Published {
+        // Hand over hand: this fan-out starts only after the previous one of this
+        // channel has finished, so every subscriber sees offsets in order.
+        let fanout = ch.fanout.lock();
+        drop(st);
+        let mut delivered = 0;
+        let mut overflowed = 0;
+        let mut conflated = 0;
+        let lane = Lane {
+            key: ch.id,
+            name: &ch.name,
+            conflate: ch.conflate,
+        };
+        for s in prepared.subscribers.iter() {
+            // Every subscriber's format was in use when the frames were built.
+            let Some(frame) = prepared.frames.get(s.format) else {
+                continue;
             };
-            for s in prepared.subscribers.iter() {
-                let frame = match (&prepared.raw, s.raw) {
-                    (Some(raw), true) => raw,
-                    _ => &prepared.frame,
-                };
-                match s.outbox.push_lane(frame, &lane) {
-                    Push::Queued => delivered += 1,
-                    Push::Conflated => {
-                        delivered += 1;
-                        conflated += 1;
-                    }
-                    Push::Overflow => overflowed += 1,
-                    Push::Closed => {}
+            match s.outbox.push_lane(frame, &lane) {
+                Push::Queued => delivered += 1,
+                Push::Conflated => {
+                    delivered += 1;
+                    conflated += 1;
                 }
+                Push::Overflow => overflowed += 1,
+                Push::Closed => {}
             }
-            drop(fanout);
-            let m = &self.metrics;
-            m.messages_in.fetch_add(1, Ordering::Relaxed);
-            m.messages_out
-                .fetch_add(delivered as u64, Ordering::Relaxed);
-            if conflated > 0 {
-                m.conflated.fetch_add(conflated, Ordering::Relaxed);
-            }
-            if overflowed > 0 {
-                m.slow_consumer_closes
-                    .fetch_add(overflowed, Ordering::Relaxed);
-            }
-            return Ok(Published {
-                position: Position {
-                    epoch: prepared.epoch,
-                    offset: prepared.offset,
-                },
-                delivered,
-            });
+        }
+        drop(fanout);
+        let m = &self.metrics;
+        m.messages_in.fetch_add(1, Ordering::Relaxed);
+        m.messages_out
+            .fetch_add(delivered as u64, Ordering::Relaxed);
+        if conflated > 0 {
+            m.conflated.fetch_add(conflated, Ordering::Relaxed);
+        }
+        if overflowed > 0 {
+            m.slow_consumer_closes
+                .fetch_add(overflowed, Ordering::Relaxed);
+        }
+        Published {
+            position: Position {
+                epoch: prepared.epoch,
+                offset: prepared.offset,
+            },
+            delivered,
         }
     }
 
@@ -294,6 +356,9 @@ impl Hub {
             let new = st.add(sub);
             if new {
                 self.metrics.subscriptions.fetch_add(1, Ordering::Relaxed);
+                if st.subscriber_count() == 1 {
+                    self.watchers.tell(&ch.name, InterestEvent::First);
+                }
             }
             st.history.expire(Instant::now(), &self.budget);
             let position = Position {
@@ -317,13 +382,16 @@ impl Hub {
                     recovered = Some(coverage != Coverage::Gap);
                 }
                 let mut overflowed = false;
-                for e in st.history.from_index(replay.start).take(replay.len()) {
-                    let pushed = if sub.raw {
-                        sub.outbox.push(&e.raw_frame())
-                    } else {
-                        sub.outbox.push(&e.frame)
+                for i in replay {
+                    let Some((frame, built)) =
+                        st.history.frame_at(i, sub.format, name, &self.budget)
+                    else {
+                        break;
                     };
-                    overflowed |= pushed == Push::Overflow;
+                    if built {
+                        self.metrics.frame_built(sub.format);
+                    }
+                    overflowed |= sub.outbox.push(&frame) == Push::Overflow;
                 }
                 if overflowed {
                     self.metrics
@@ -367,7 +435,7 @@ impl Hub {
                 offset: st.offset,
             },
             oldest,
-            frames,
+            messages: frames,
             complete,
         })
     }
@@ -379,8 +447,13 @@ impl Hub {
         let Some(ch) = self.channel(name) else {
             return false;
         };
-        let removed = ch.state.lock().remove(conn);
+        let mut st = ch.state.lock();
+        let removed = st.remove(conn);
         if removed {
+            if st.subscriber_count() == 0 {
+                self.watchers.tell(&ch.name, InterestEvent::LastGone);
+            }
+            drop(st);
             self.metrics.subscriptions.fetch_sub(1, Ordering::Relaxed);
             drop(ch.fanout.lock());
         }
@@ -402,6 +475,7 @@ impl Hub {
                 if reclaim {
                     st.removed = true;
                     st.history.clear(&self.budget);
+                    self.watchers.tell(&ch.name, InterestEvent::Reclaimed);
                     removed += 1;
                 }
                 !reclaim

@@ -8,14 +8,15 @@
 //! of one channel run in offset order), then pushes to the outboxes with `state` free:
 //! subscribes and unsubscribes never wait for a fan-out to finish.
 
-use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::history::{Budget, Entry, History};
-use super::outbox::Outbox;
+use crate::metrics::Metrics;
+use crate::outbox::Outbox;
+use crate::protocol::format::{Format, FormatCounts, Frames, Message};
 
 /// A subscriber as the hub sees it: where to push, and which frame it wants.
 #[derive(Debug, Clone)]
@@ -24,8 +25,8 @@ pub struct Subscriber {
     pub conn: u64,
     /// The connection's outbound queue.
     pub outbox: Arc<Outbox>,
-    /// `format=raw`: the publisher's `data` alone instead of the envelope.
-    pub raw: bool,
+    /// The wire format of the frames it is pushed.
+    pub format: Format,
 }
 
 /// A channel epoch: 8 characters of `[a-z0-9]`, new whenever a channel (and with it its
@@ -45,6 +46,15 @@ impl Epoch {
         Epoch(e)
     }
 
+    /// The epoch written as text by [`Epoch::as_str`] (an epoch assigned elsewhere: an
+    /// upstream relay, the backplane). `None` unless 8 characters of `[a-z0-9]`.
+    pub fn parse(s: &str) -> Option<Epoch> {
+        let b: [u8; 8] = s.as_bytes().try_into().ok()?;
+        b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            .then_some(Epoch(b))
+    }
+
     /// The epoch as text.
     pub fn as_str(&self) -> &str {
         // Built from ASCII only.
@@ -61,7 +71,8 @@ pub(crate) struct ChannelState {
     index: HashMap<u64, usize>,
     /// Copy of `subs` shared with fan-outs; rebuilt on the first publish after a change.
     snapshot: Option<Arc<[Subscriber]>>,
-    raw_count: usize,
+    /// Subscribers per format: a publish builds the frames of these formats only.
+    formats: FormatCounts,
     pub(crate) last_active: Instant,
     /// The last messages, as frames.
     pub(crate) history: History,
@@ -85,8 +96,8 @@ pub struct Channel {
 pub(crate) struct Prepared {
     pub(crate) offset: u64,
     pub(crate) epoch: Epoch,
-    pub(crate) frame: Bytes,
-    pub(crate) raw: Option<Bytes>,
+    /// One frame per format some subscriber uses.
+    pub(crate) frames: Frames,
     pub(crate) subscribers: Arc<[Subscriber]>,
 }
 
@@ -102,7 +113,7 @@ impl Channel {
                 subs: Vec::new(),
                 index: HashMap::new(),
                 snapshot: None,
-                raw_count: 0,
+                formats: FormatCounts::default(),
                 last_active: Instant::now(),
                 history,
                 removed: false,
@@ -120,7 +131,7 @@ impl ChannelState {
         }
         self.index.insert(sub.conn, self.subs.len());
         self.subs.push(sub.clone());
-        self.raw_count += sub.raw as usize;
+        self.formats.add(sub.format);
         self.snapshot = None;
         true
     }
@@ -134,7 +145,7 @@ impl ChannelState {
         if let Some(moved) = self.subs.get(i) {
             self.index.insert(moved.conn, i);
         }
-        self.raw_count -= gone.raw as usize;
+        self.formats.remove(gone.format);
         self.snapshot = None;
         self.last_active = Instant::now();
         true
@@ -144,31 +155,35 @@ impl ChannelState {
         self.subs.len()
     }
 
-    /// Assigns the next offset, builds the frames once for everyone and keeps the
-    /// envelope frame in the history.
+    /// Assigns the next offset, builds the frame of each format in use once for
+    /// everyone, and keeps the message in the history.
     pub(crate) fn prepare(
         &mut self,
         name: &str,
         ts_ms: u64,
         data: &[u8],
         budget: &Budget,
+        metrics: &Metrics,
     ) -> Prepared {
         self.offset += 1;
         let now = Instant::now();
         self.last_active = now;
-        let frame = crate::protocol::encode::message_frame(name, self.offset, ts_ms, data);
+        let m = Message {
+            channel: name,
+            offset: self.offset,
+            ts: ts_ms,
+            data,
+        };
+        let mut frames = Frames::default();
+        for f in self.formats.present() {
+            frames.get_or_build(f, &m);
+            metrics.frame_built(f);
+        }
         self.history.expire(now, budget);
-        self.history.push(
-            Entry {
-                offset: self.offset,
-                at: now,
-                frame: frame.clone(),
-                // A publish is at most --max-message-bytes (far below 4 GiB).
-                data_len: data.len() as u32,
-            },
-            budget,
-        );
-        let raw = (self.raw_count > 0).then(|| crate::protocol::encode::raw_frame(data));
+        if self.history.keeps() {
+            let entry = Entry::new(self.offset, now, ts_ms, data, &frames);
+            self.history.push(entry, budget);
+        }
         let subs = &self.subs;
         let subscribers = self
             .snapshot
@@ -177,10 +192,29 @@ impl ChannelState {
         Prepared {
             offset: self.offset,
             epoch: self.epoch,
-            frame,
-            raw,
+            frames,
             subscribers,
         }
+    }
+
+    /// Moves the channel to a position assigned elsewhere, so that the next
+    /// [`prepare`](Self::prepare) takes `offset`: a new `epoch` or a gap in the offsets
+    /// forgets the history (it must stay contiguous). Returns false, changing nothing,
+    /// when `offset` was already had in this epoch (a duplicate).
+    pub(crate) fn seek(&mut self, epoch: Epoch, offset: u64, budget: &Budget) -> bool {
+        if offset == 0 {
+            return false;
+        }
+        if epoch != self.epoch {
+            self.epoch = epoch;
+            self.history.clear(budget);
+        } else if offset <= self.offset {
+            return false;
+        } else if offset > self.offset + 1 {
+            self.history.clear(budget);
+        }
+        self.offset = offset - 1;
+        true
     }
 }
 

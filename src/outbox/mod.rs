@@ -477,5 +477,4 @@ mod tests {
             encode::OP_CLOSE
         );
     }
-
 }

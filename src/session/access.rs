@@ -5,19 +5,17 @@
 //! The rules themselves are in [`crate::auth`] and [`crate::limits`]; this file applies
 //! them to a [`Session`].
 
-use bytes::Bytes;
 use std::sync::Arc;
 use tokio::time::Instant;
 
-use super::reassembly::Fail;
 use super::Session;
 use crate::auth::{self, Credential, Deadline, Identity, Why};
+use crate::dialect::Dialect;
 use crate::error::ErrorCode;
 use crate::limits::{CommandLimit, Verdict};
-use crate::protocol::command::{self, Id};
-use crate::protocol::encode;
-use crate::protocol::json as j;
-use crate::server::Relay;
+use crate::protocol::close::{CloseCode, Fail};
+use crate::protocol::command::Id;
+use crate::relay::Relay;
 
 /// A connection's credentials, deadline and command limit; owned by its reader.
 pub struct Access {
@@ -51,16 +49,12 @@ impl Access {
     }
 }
 
-/// Close code "overloaded, back off": the relay is over capacity for what the connection
-/// asked at connect. Reason says when to retry.
-pub const CLOSE_OVERLOADED: u16 = 1013;
-
 /// Whether the relay accepts publishes from outside at all.
 pub fn publishing_enabled(relay: &Relay) -> bool {
     relay.config.publish_key.is_some() || relay.jwt.is_some()
 }
 
-impl Session {
+impl<D: Dialect> Session<D> {
     /// The `?channels=` of the upgrade: subscribed at once, or, when they need a
     /// credential the connection has not shown, held until an `auth` op arrives within
     /// `--auth-timeout-ms`. A connection that could do nothing anonymously (no namespace
@@ -91,28 +85,27 @@ impl Session {
             // Allowed, within the subscription limit (checked at the upgrade), and still
             // refused: the relay's channel table is full. A connection opened for these
             // channels is of no use without them; tell it to back off.
-            self.outbox.close_with(encode::close_frame(
-                CLOSE_OVERLOADED,
+            // 1013: over capacity for what the connection asked; the reason says when
+            // to retry.
+            self.outbox.close_with(self.dialect.close(
+                CloseCode::OVERLOADED,
                 "over capacity: channel limit reached, retry in 30s",
             ));
         }
     }
 
-    /// Applies the command rate limit to one message. `None`: run it. `Some(end)`: it was
-    /// refused (and answered); `end` is a close to send when the abuse goes on.
-    pub(super) fn admit(&mut self, payload: &mut [u8]) -> Option<Option<Fail>> {
+    /// Applies the command rate limit to one command (already read, so a refusal costs
+    /// no second parse). `None`: run it. `Some(end)`: it was refused (and answered with
+    /// its `id`); `end` is a close to send when the abuse goes on.
+    pub(super) fn admit(&mut self, id: Option<&Id>) -> Option<Option<Fail>> {
         if self.access.who.trusted() {
             return None;
         }
         match self.access.limit.check(Instant::now()) {
             Verdict::Run => None,
             Verdict::Refuse => {
-                let id = match command::parse(payload) {
-                    Ok(r) => r.id,
-                    Err(e) => e.id,
-                };
                 self.error(
-                    id.as_ref(),
+                    id,
                     ErrorCode::RateLimited,
                     "too many commands: slow down (see max_commands_per_sec)",
                 );
@@ -120,7 +113,10 @@ impl Session {
             }
             Verdict::Close => {
                 self.relay.metrics.error(ErrorCode::RateLimited);
-                Some(Some((1008, "command rate limit exceeded repeatedly")))
+                Some(Some((
+                    CloseCode::POLICY,
+                    "command rate limit exceeded repeatedly",
+                )))
             }
         }
     }
@@ -169,7 +165,7 @@ impl Session {
         // new deadline at once (an earlier `exp` than before is then enforced in time).
         self.access.deadline.set(expires.map(|e| e.0), Why::Expired);
         let exp = if is_token { expires.map(|e| e.1) } else { None };
-        self.reply(authenticated(id, self.access.who.sub(), exp));
+        self.reply(self.dialect.authenticated(id, self.access.who.sub(), exp));
         self.revoke();
         let pending = std::mem::take(&mut self.access.pending);
         if !pending.is_empty() {
@@ -198,28 +194,6 @@ impl Session {
             self.outbox.forget(*key);
         }
         let names: Vec<&str> = gone.iter().map(|n| &**n).collect();
-        self.reply(encode::unsubscribed(None, &names));
+        self.reply(self.dialect.unsubscribed(None, &names));
     }
-}
-
-/// `{"type":"authenticated","id":..,"sub":..,"exp":..}` (`sub`, `exp` when a token was
-/// presented), so a client knows when to refresh.
-fn authenticated(id: Option<&Id>, sub: Option<&str>, exp: Option<u64>) -> Bytes {
-    let mut b = encode::FrameBuf::with_capacity(96);
-    let p = b.payload();
-    p.extend_from_slice(br#"{"type":"authenticated""#);
-    if let Some(id) = id {
-        p.extend_from_slice(br#","id":"#);
-        p.extend_from_slice(id.as_json());
-    }
-    if let Some(exp) = exp {
-        if let Some(sub) = sub {
-            p.extend_from_slice(br#","sub":"#);
-            j::push_str(p, sub);
-        }
-        p.extend_from_slice(br#","exp":"#);
-        j::push_u64(p, exp);
-    }
-    p.push(b'}');
-    b.finish(encode::OP_TEXT)
 }

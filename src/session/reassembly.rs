@@ -7,7 +7,8 @@
 //! fast (close 1007) instead of after the last fragment.
 
 /// A reason to fail the connection: RFC 6455 close code and a short reason.
-pub type Fail = (u16, &'static str);
+use crate::protocol::close::CloseCode;
+pub use crate::protocol::close::Fail;
 
 /// What a data frame contributed.
 #[derive(Debug, PartialEq, Eq)]
@@ -66,15 +67,18 @@ impl Reassembler {
         match op {
             DataOp::Text | DataOp::Binary => {
                 if self.open.is_some() {
-                    return Err((1002, "new message before the fragmented one ended"));
+                    return Err((
+                        CloseCode::PROTOCOL,
+                        "new message before the fragmented one ended",
+                    ));
                 }
                 let text = op == DataOp::Text;
                 if payload.len() > self.max {
-                    return Err((1009, "message too big"));
+                    return Err((CloseCode::TOO_BIG, "message too big"));
                 }
                 if fin {
                     if text && std::str::from_utf8(payload).is_err() {
-                        return Err((1007, "invalid UTF-8 in text message"));
+                        return Err((CloseCode::INVALID_DATA, "invalid UTF-8 in text message"));
                     }
                     return Ok(Step::Whole { text });
                 }
@@ -86,7 +90,10 @@ impl Reassembler {
             }
             DataOp::Continuation => {
                 let Some(text) = self.open else {
-                    return Err((1002, "continuation frame without a message to continue"));
+                    return Err((
+                        CloseCode::PROTOCOL,
+                        "continuation frame without a message to continue",
+                    ));
                 };
                 self.append(payload)?;
                 if !fin {
@@ -94,7 +101,10 @@ impl Reassembler {
                 }
                 self.open = None;
                 if text && self.valid != self.buf.len() {
-                    return Err((1007, "text message ends inside a UTF-8 sequence"));
+                    return Err((
+                        CloseCode::INVALID_DATA,
+                        "text message ends inside a UTF-8 sequence",
+                    ));
                 }
                 Ok(Step::Assembled {
                     text,
@@ -106,7 +116,7 @@ impl Reassembler {
 
     fn append(&mut self, payload: &[u8]) -> Result<(), Fail> {
         if self.buf.len() + payload.len() > self.max {
-            return Err((1009, "message too big"));
+            return Err((CloseCode::TOO_BIG, "message too big"));
         }
         self.buf.extend_from_slice(payload);
         if self.open == Some(true) {
@@ -114,7 +124,7 @@ impl Reassembler {
                 Ok(_) => self.valid = self.buf.len(),
                 // An incomplete sequence at the end may be finished by the next fragment.
                 Err(e) if e.error_len().is_none() => self.valid += e.valid_up_to(),
-                Err(_) => return Err((1007, "invalid UTF-8 in text message")),
+                Err(_) => return Err((CloseCode::INVALID_DATA, "invalid UTF-8 in text message")),
             }
         }
         Ok(())
@@ -160,16 +170,19 @@ mod tests {
         assert_eq!(r.push(false, Text, b"ok"), Ok(Step::More));
         assert_eq!(
             r.push(false, Continuation, &[0xff]).unwrap_err().0,
-            1007,
+            CloseCode(1007),
             "fails before FIN"
         );
 
         let mut r = Reassembler::new(100);
         r.push(false, Text, &euro[..2]).unwrap();
-        assert_eq!(r.push(true, Continuation, b"").unwrap_err().0, 1007);
+        assert_eq!(
+            r.push(true, Continuation, b"").unwrap_err().0,
+            CloseCode(1007)
+        );
         assert_eq!(
             Reassembler::new(9).push(true, Text, &[0xc3]).unwrap_err().0,
-            1007
+            CloseCode(1007)
         );
     }
 
@@ -180,12 +193,18 @@ mod tests {
             r.push(true, Binary, b"1234"),
             Ok(Step::Whole { text: false })
         );
-        assert_eq!(r.push(true, Binary, b"12345").unwrap_err().0, 1009);
+        assert_eq!(
+            r.push(true, Binary, b"12345").unwrap_err().0,
+            CloseCode(1009)
+        );
         r.push(false, Binary, b"12").unwrap();
         assert!(r.push(true, Continuation, b"34").is_ok());
         r.push(false, Binary, b"12").unwrap();
         r.push(false, Continuation, b"3").unwrap();
-        assert_eq!(r.push(true, Continuation, b"45").unwrap_err().0, 1009);
+        assert_eq!(
+            r.push(true, Continuation, b"45").unwrap_err().0,
+            CloseCode(1009)
+        );
     }
 
     #[test]
@@ -195,10 +214,10 @@ mod tests {
                 .push(true, Continuation, b"x")
                 .unwrap_err()
                 .0,
-            1002
+            CloseCode(1002)
         );
         let mut r = Reassembler::new(9);
         r.push(false, Text, b"a").unwrap();
-        assert_eq!(r.push(true, Text, b"b").unwrap_err().0, 1002);
+        assert_eq!(r.push(true, Text, b"b").unwrap_err().0, CloseCode(1002));
     }
 }

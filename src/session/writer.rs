@@ -1,12 +1,128 @@
-//! The writer task's I/O: everything queued goes out in as few syscalls as possible.
+//! The writer side of a connection: the loop that drains the outbox, sends the
+//! heartbeat and enforces the auth deadline and idle timeout; and its I/O, everything
+//! queued going out in as few syscalls as possible.
 
 use bytes::Bytes;
 use smallvec::SmallVec;
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
-use tokio::io::AsyncWrite;
+use std::time::Duration;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+
+use crate::outbox::Outbox;
+use crate::protocol::close::CloseCode;
+use crate::relay::Relay;
+
+/// Liveness clock shared by reader (touch on every frame) and writer (heartbeat check).
+pub(super) struct LastSeen {
+    base: Instant,
+    ms: AtomicU64,
+}
+
+impl LastSeen {
+    pub(super) fn new() -> Self {
+        LastSeen {
+            base: Instant::now(),
+            ms: AtomicU64::new(0),
+        }
+    }
+    pub(super) fn touch(&self) {
+        self.ms
+            .store(self.base.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+    pub(super) fn silent_for(&self) -> Duration {
+        let last = Duration::from_millis(self.ms.load(Ordering::Relaxed));
+        self.base.elapsed().saturating_sub(last)
+    }
+}
+
+pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
+    mut w: W,
+    outbox: &Outbox,
+    relay: &Relay,
+    last_seen: &LastSeen,
+    deadline: &crate::auth::Deadline,
+    heartbeat: &Bytes,
+) {
+    let cfg = &relay.config;
+    let format = outbox.format();
+    let beat = cfg.heartbeat();
+    let mut next_beat = Instant::now() + beat;
+    let mut batch = VecDeque::new();
+    let grace = Duration::from_millis(cfg.slow_close_grace_ms);
+    // Shutdown reaches the writer through the outbox (see `Relay::close_all`), not through
+    // a watch each wait would have to register with. The timer is made per wait: one kept
+    // for the life of the connection saved ~15% of the instructions per delivery but cost
+    // ~380 B of RSS per idle connection (W3 5.65 -> 6.05 KiB), and W2 did not move.
+    loop {
+        let now = Instant::now();
+        if let Some(reason) = deadline.fire(now) {
+            outbox.close_with(format.close(CloseCode::AUTH, reason));
+        }
+        if now >= next_beat {
+            next_beat += beat;
+            if last_seen.silent_for() >= cfg.idle_timeout() {
+                outbox.close_with(format.close(CloseCode::GOING_AWAY, "heartbeat timeout"));
+            } else {
+                outbox.push(heartbeat);
+            }
+        }
+        let taken = outbox.take(&mut batch);
+        if batch.is_empty() {
+            if taken.last {
+                break;
+            }
+            let mut wake_at = taken
+                .next_due
+                .map_or(next_beat, |due| next_beat.min(due.into()));
+            if let Some(d) = deadline.due() {
+                wake_at = wake_at.min(d);
+            }
+            tokio::select! {
+                biased;
+                _ = outbox.ready() => {}
+                _ = tokio::time::sleep_until(wake_at) => {}
+            }
+            continue;
+        }
+        // Most writes complete at once; only a write that has to wait for the socket is
+        // raced against the slow-consumer grace.
+        let res = {
+            let write = write_batch(&mut w, &batch);
+            tokio::pin!(write);
+            match std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
+                Poll::Ready(r) => r,
+                Poll::Pending => tokio::select! {
+                    r = &mut write => r,
+                    _ = outbox.doomed(grace) => Err(std::io::ErrorKind::TimedOut.into()),
+                },
+            }
+        };
+        batch.clear();
+        outbox.release(taken.bytes);
+        match res {
+            Ok(n) => {
+                relay
+                    .metrics
+                    .bytes_out
+                    .fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Err(_) => {
+                outbox.abort();
+                break;
+            }
+        }
+        if taken.last {
+            break;
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), w.shutdown()).await;
+}
 
 /// Frames per `writev` call (well under the kernel's IOV_MAX of 1024). At ~150-byte ticks
 /// that is ~10 KB per syscall; larger batches gain little and hold the slice array on

@@ -1,0 +1,103 @@
+//! Dialects: the client protocols a connection can speak, at the session edge.
+//!
+//! A [`Dialect`] holds every difference between one client protocol and another (the
+//! way hyper's `Http1Transaction` holds every difference between server and client): it
+//! turns a client message into the neutral [`Command`](crate::protocol::command::Command),
+//! encodes replies, errors and notices, names the [`Format`] its channel messages are
+//! built in, and picks its heartbeat. Sessions are generic over it (static dispatch, no
+//! vtable on the read path); outboxes, lanes, limits, auth and metrics are the same for
+//! every dialect.
+//!
+//! | dialect | path | what |
+//! |---|---|---|
+//! | [`V1`] | `/ws` | protocol v1: JSON commands; frames in the `envelope`, `raw` or `msgpack` format |
+//! | [`Echo`] | `/ws` with `--echo` | every message sent back unchanged (RFC 6455 conformance runs) |
+//!
+//! The default methods speak protocol v1's replies (JSON, in the dialect's format's
+//! framing); a dialect with its own replies overrides them.
+
+mod echo;
+mod v1;
+
+pub use echo::Echo;
+pub use v1::V1;
+
+use bytes::Bytes;
+
+use crate::error::ErrorCode;
+use crate::protocol::close::{CloseCode, Fail};
+use crate::protocol::command::{Id, ProtoError, Request};
+use crate::protocol::encode::{self, SubscribedChannel};
+use crate::protocol::format::Format;
+
+/// What one complete client message asks of the session.
+#[derive(Debug)]
+pub enum Inbound<'a> {
+    /// A command to run (after the rate limit).
+    Request(Request<'a>),
+    /// A command that could not be read: answer with this error (after the rate limit).
+    Invalid(ProtoError),
+    /// Send this frame back as it is (no command).
+    Reply(Bytes),
+    /// Fail the connection.
+    Fail(Fail),
+}
+
+/// One client protocol (see the module docs).
+pub trait Dialect: Send + 'static {
+    /// Whether connections run the relay protocol: a welcome, subscriptions, the command
+    /// rate limit. False for a conformance mode that only answers frames.
+    const RELAY: bool = true;
+
+    /// The format channel messages, notices and closes are built in for this connection.
+    fn format(&self) -> Format;
+
+    /// Reads one complete client message (`text`: a text message, else binary).
+    fn inbound<'a>(&mut self, text: bool, payload: &'a mut [u8]) -> Inbound<'a>;
+
+    /// The first frame after the upgrade, if any.
+    fn welcome(&self, conn: u64, heartbeat_ms: u64) -> Option<Bytes> {
+        Some(self.format().notice(encode::welcome(conn, heartbeat_ms)))
+    }
+
+    /// What the writer sends every heartbeat interval (the connection is closed after
+    /// 2.5 intervals of silence from the peer).
+    fn heartbeat(&self) -> Bytes {
+        encode::PING.clone()
+    }
+
+    /// The reply to a subscribe.
+    fn subscribed(&self, id: Option<&Id>, channels: &[SubscribedChannel<'_>]) -> Bytes {
+        self.format().notice(encode::subscribed(id, channels))
+    }
+
+    /// The reply to an unsubscribe, or the notice of subscriptions dropped.
+    fn unsubscribed(&self, id: Option<&Id>, channels: &[&str]) -> Bytes {
+        self.format().notice(encode::unsubscribed(id, channels))
+    }
+
+    /// The reply to a publish.
+    fn published(&self, id: Option<&Id>, channel: &str, offset: u64) -> Bytes {
+        self.format().notice(encode::published(id, channel, offset))
+    }
+
+    /// The reply to a credential (`sub` and `exp` when a token was shown).
+    fn authenticated(&self, id: Option<&Id>, sub: Option<&str>, exp: Option<u64>) -> Bytes {
+        self.format().notice(encode::authenticated(id, sub, exp))
+    }
+
+    /// The reply to an application-level ping.
+    fn pong(&self, id: Option<&Id>) -> Bytes {
+        self.format().notice(encode::pong(id))
+    }
+
+    /// An error reply.
+    fn error(&self, id: Option<&Id>, code: ErrorCode, message: &str) -> Bytes {
+        self.format().notice(encode::error(id, code, message))
+    }
+
+    /// The frame that ends the connection.
+    fn close(&self, code: CloseCode, reason: &str) -> Bytes {
+        self.format().close(code, reason)
+    }
+}

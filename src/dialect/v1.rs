@@ -1,0 +1,40 @@
+//! Protocol v1 (`GET /ws`): JSON text commands in; frames out in the connection's
+//! format (`?format=envelope`, the default; `raw`; `msgpack`, where replies and notices
+//! are the v1 objects in MessagePack).
+
+use super::{Dialect, Inbound};
+use crate::protocol::close::CloseCode;
+use crate::protocol::command;
+use crate::protocol::format::Format;
+
+/// Protocol v1 in one of its formats.
+#[derive(Debug, Clone, Copy)]
+pub struct V1 {
+    format: Format,
+}
+
+impl V1 {
+    /// Protocol v1 with channel messages in `format`.
+    pub fn new(format: Format) -> V1 {
+        V1 { format }
+    }
+}
+
+impl Dialect for V1 {
+    fn format(&self) -> Format {
+        self.format
+    }
+
+    fn inbound<'a>(&mut self, text: bool, payload: &'a mut [u8]) -> Inbound<'a> {
+        if !text {
+            return Inbound::Fail((
+                CloseCode::UNSUPPORTED,
+                "binary messages are not supported: send JSON text",
+            ));
+        }
+        match command::parse(payload) {
+            Ok(r) => Inbound::Request(r),
+            Err(e) => Inbound::Invalid(e),
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! The conflate lane of an [`Outbox`]: while a connection lags, each conflate channel
+//! keeps only its newest pending message here, replaced in place; the `lagging` and
+//! `caught_up` notices, built by the connection's format.
+
+use bytes::Bytes;
+use parking_lot::MutexGuard;
+use smallvec::SmallVec;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{Outbox, Push, State};
+
+/// A conflate channel's newest pending message while the connection lags.
+#[derive(Debug)]
+pub(super) struct Held {
+    pub(super) key: u64,
+    pub(super) name: Arc<str>,
+    pub(super) frame: Bytes,
+    pub(super) skipped: u64,
+    pub(super) since: Instant,
+    pub(super) notified: bool,
+}
+
+impl Outbox {
+    /// Queues a conflate-lane frame, or holds it as the channel's newest while lagging.
+    pub(super) fn conflate(
+        &self,
+        mut st: MutexGuard<'_, State>,
+        frame: &Bytes,
+        key: u64,
+        name: &Arc<str>,
+    ) -> Push {
+        // An empty queue always takes the message: lagging needs something in flight,
+        // whose release will flush what is held.
+        if st.bytes == 0 || (!st.lagging && st.bytes + frame.len() <= self.soft) {
+            return self.enqueue(st, frame);
+        }
+        st.lagging = true;
+        let now = Instant::now();
+        let State {
+            held, conflated, ..
+        } = &mut *st;
+        let (i, result) = match held.iter().position(|h| h.key == key) {
+            Some(i) => {
+                held[i].frame = frame.clone();
+                held[i].skipped += 1;
+                *conflated += 1;
+                (i, Push::Conflated)
+            }
+            None => {
+                held.push(Held {
+                    key,
+                    name: name.clone(),
+                    frame: frame.clone(),
+                    skipped: 0,
+                    since: now,
+                    notified: false,
+                });
+                (held.len() - 1, Push::Queued)
+            }
+        };
+        let h = &mut held[i];
+        if !h.notified && now.saturating_duration_since(h.since) >= self.notice_after {
+            h.notified = true;
+            let notice = self.format.lagging(&h.name, h.skipped);
+            if self.enqueue(st, &notice) == Push::Overflow {
+                return Push::Overflow;
+            }
+        }
+        result
+    }
+
+    /// Back under half the soft bound: queues the held messages (newest of each channel)
+    /// and the `caught_up` notices, and resumes normal flow.
+    pub(super) fn flush_held(&self, mut st: MutexGuard<'_, State>) {
+        st.lagging = false;
+        let mut held = std::mem::take(&mut st.held);
+        let notices: SmallVec<[Bytes; 4]> = held
+            .iter()
+            .filter(|h| h.notified)
+            .map(|h| self.format.caught_up(&h.name, h.skipped))
+            .collect();
+        let need = held.iter().map(|h| h.frame.len()).sum::<usize>()
+            + notices.iter().map(Bytes::len).sum::<usize>();
+        if st.bytes + need > self.limit {
+            st.held = held;
+            self.overflow(st);
+            return;
+        }
+        st.bytes += need;
+        for h in held.drain(..) {
+            st.queue.push_back(h.frame);
+        }
+        st.queue.extend(notices);
+        st.held = held; // keeps its capacity for the next lag
+        drop(st);
+        self.wake.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{f, take_all};
+    use super::super::*;
+    use std::collections::VecDeque;
+    use std::time::Duration;
+
+    fn lane(key: u64, name: &Arc<str>) -> Lane<'_> {
+        Lane {
+            key,
+            name,
+            conflate: true,
+        }
+    }
+
+    #[test]
+    fn a_lagging_connection_keeps_the_newest_per_conflate_channel_and_all_reliable() {
+        let o = Outbox::with_lanes(1000, 100, Duration::from_secs(60));
+        let (a, b): (Arc<str>, Arc<str>) = ("ticker:A".into(), "ticker:B".into());
+        let tick = |n: u8| Bytes::from(vec![n; 40]);
+        assert_eq!(o.push_lane(&tick(1), &lane(1, &a)), Push::Queued);
+        assert_eq!(o.push_lane(&tick(2), &lane(1, &a)), Push::Queued);
+        assert_eq!(o.queued_bytes(), 80);
+        // 80 + 40 > 100: lagging from here on.
+        assert_eq!(o.push_lane(&tick(3), &lane(1, &a)), Push::Queued);
+        assert_eq!(o.push_lane(&tick(4), &lane(1, &a)), Push::Conflated);
+        assert_eq!(o.push_lane(&tick(5), &lane(2, &b)), Push::Queued);
+        let reliable = Lane {
+            key: 3,
+            name: &a,
+            conflate: false,
+        };
+        assert_eq!(
+            o.push_lane(&f(500), &reliable),
+            Push::Queued,
+            "reliable unaffected"
+        );
+        assert_eq!(o.queued_bytes(), 580, "held frames are not queued");
+        let first = take_all(&o);
+        assert_eq!(first.len(), 3);
+        assert_eq!(first[2].len(), 500);
+        // Released to 0 <= 50: the newest of each channel follows, in channel order.
+        let flushed = take_all(&o);
+        assert_eq!(flushed, vec![tick(4), tick(5)]);
+        assert_eq!(o.conflated(), 1);
+        // Back to normal flow.
+        assert_eq!(o.push_lane(&tick(6), &lane(1, &a)), Push::Queued);
+        assert_eq!(take_all(&o), vec![tick(6)]);
+    }
+
+    #[test]
+    fn lagging_and_caught_up_notices_name_the_channel_and_count_skips() {
+        let o = Outbox::with_lanes(1000, 10, Duration::ZERO);
+        let a: Arc<str> = "ticker:A".into();
+        assert_eq!(
+            o.push_lane(&f(20), &lane(1, &a)),
+            Push::Queued,
+            "empty: sent"
+        );
+        o.push_lane(&f(21), &lane(1, &a));
+        o.push_lane(&f(22), &lane(1, &a));
+        let mut batch = VecDeque::new();
+        let t = o.take(&mut batch);
+        let texts: Vec<&[u8]> = batch.iter().map(|b| &b[..]).collect();
+        assert_eq!(texts.len(), 2, "the first tick, then the notice");
+        assert_eq!(
+            &texts[1][2..],
+            br#"{"type":"lagging","channel":"ticker:A","skipped":0}"#
+        );
+        o.release(t.bytes);
+        let flushed = take_all(&o);
+        assert_eq!(flushed.len(), 2);
+        assert_eq!(flushed[0].len(), 22, "the newest");
+        assert_eq!(
+            &flushed[1][2..],
+            br#"{"type":"caught_up","channel":"ticker:A","skipped":1}"#
+        );
+    }
+
+    #[test]
+    fn ticks_never_take_the_reliable_budget() {
+        let o = Outbox::with_lanes(300, 100, Duration::from_secs(60));
+        let a: Arc<str> = "ticker:A".into();
+        for _ in 0..10_000 {
+            assert_ne!(o.push_lane(&f(50), &lane(1, &a)), Push::Overflow);
+        }
+        assert!(o.queued_bytes() <= 100);
+        assert_eq!(o.push(&f(150)), Push::Queued, "room left for reliable");
+        assert_eq!(
+            o.push(&f(100)),
+            Push::Overflow,
+            "but the reliable budget is enforced"
+        );
+    }
+}

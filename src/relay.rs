@@ -1,0 +1,196 @@
+//! The relay-wide state every connection and source shares: settings, the hub, counters,
+//! the open connections' outboxes, credentials, and the publish funnel.
+//!
+//! Every source of messages publishes through [`Relay::publish`] (or
+//! [`Relay::publish_at`] for messages sequenced elsewhere), never into the hub directly,
+//! so a backplane can take the assignment of offsets over in one place.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::error::ErrorCode;
+use crate::hub::{Hub, Published, Sequenced};
+use crate::metrics::Metrics;
+use crate::outbox::Outbox;
+use crate::protocol::close::CloseCode;
+use crate::protocol::format::Format;
+use crate::shutdown::{Drain, LiveGuard};
+
+/// The close every connection gets when the relay shuts down, in its format.
+pub fn shutdown_close(format: Format) -> bytes::Bytes {
+    format.close(CloseCode::GOING_AWAY, "server shutting down")
+}
+
+/// Everything connections share.
+#[derive(Debug)]
+pub struct Relay {
+    /// Settings and limits.
+    pub config: Config,
+    /// The channel table.
+    pub hub: Hub,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    next_conn: AtomicU64,
+    /// The shutdown flag and the live connections it waits for.
+    pub drain: Arc<Drain>,
+    /// Every open connection's outbox, for `/stats` (registered and removed by sessions).
+    outboxes: parking_lot::Mutex<std::collections::HashMap<u64, Arc<Outbox>>>,
+    /// JWT verification (`None`: no JWT key configured).
+    pub jwt: Option<crate::auth::Verifier>,
+    /// Open WebSockets per client address.
+    pub per_ip: Arc<crate::limits::PerIp>,
+}
+
+/// Holds one of the `max_connections` WebSocket places until dropped.
+#[derive(Debug)]
+pub struct WsSlot(Arc<Relay>);
+
+impl Drop for WsSlot {
+    fn drop(&mut self) {
+        self.0.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Relay {
+    /// Relay state for `config`.
+    pub fn new(config: Config) -> Arc<Relay> {
+        let jwt = crate::auth::Verifier::from_config(&config).unwrap_or_else(|e| {
+            // `Config::load_file` reports this at start-up; fail closed here.
+            tracing::error!(error = %e, "JWT key unusable: every token will be refused");
+            None
+        });
+        let per_ip = crate::limits::PerIp::new(config.max_connections_per_ip);
+        let metrics = Arc::new(Metrics::default());
+        let hub = Hub::new(config.shard_count(), config.max_channels, metrics.clone())
+            .with_history(config.namespaces.clone(), config.history_max_bytes);
+        Arc::new(Relay {
+            config,
+            hub,
+            metrics,
+            next_conn: AtomicU64::new(1),
+            drain: Arc::default(),
+            outboxes: Default::default(),
+            jwt,
+            per_ip,
+        })
+    }
+
+    /// Registers a connection's outbox until [`Relay::unregister`].
+    pub fn register(&self, conn: u64, outbox: Arc<Outbox>) {
+        self.outboxes.lock().insert(conn, outbox);
+    }
+
+    /// Forgets a closed connection's outbox.
+    pub fn unregister(&self, conn: u64) {
+        self.outboxes.lock().remove(&conn);
+    }
+
+    /// Bytes queued or in flight over all connections (walks every outbox: for `/stats`,
+    /// not for hot paths).
+    pub fn queued_bytes(&self) -> u64 {
+        let all: Vec<Arc<Outbox>> = self.outboxes.lock().values().cloned().collect();
+        all.iter().map(|o| o.queued_bytes() as u64).sum()
+    }
+
+    /// Queues `1001 server shutting down` (in each connection's format) behind what every
+    /// open connection already has queued. Sessions registered after this walk see the
+    /// shutdown flag instead.
+    pub fn close_all(&self) {
+        let all: Vec<Arc<Outbox>> = self.outboxes.lock().values().cloned().collect();
+        for o in all {
+            o.close_with(shutdown_close(o.format()));
+        }
+    }
+
+    /// The single entry for every source of publishes (HTTP, WebSocket, the demo feed;
+    /// later the backplane and an upstream relay): `data` is valid JSON of at most
+    /// `--max-message-bytes` and `channel` a validated name. The hub assigns the offset.
+    pub fn publish(&self, channel: &str, data: &[u8]) -> Result<Published, ErrorCode> {
+        self.hub.publish(channel, data)
+    }
+
+    /// The funnel for a message sequenced elsewhere (epoch and offset assigned by an
+    /// upstream relay or the backplane); `None` for a duplicate. See [`Hub::publish_at`].
+    pub fn publish_at(
+        &self,
+        channel: &str,
+        at: Sequenced,
+        data: &[u8],
+    ) -> Result<Option<Published>, ErrorCode> {
+        self.hub.publish_at(channel, at, data)
+    }
+
+    /// A fresh connection id.
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Resolves once shutdown has begun.
+    pub async fn shutdown_started(&self) {
+        self.drain.wait_started().await
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.drain.started()
+    }
+
+    /// Counts a connection as live for the shutdown drain until the guard is dropped.
+    pub fn track(&self) -> LiveGuard {
+        self.drain.track()
+    }
+
+    /// Takes a WebSocket place, or `None` at `max_connections`.
+    pub fn ws_slot(self: &Arc<Self>) -> Option<WsSlot> {
+        let m = &self.metrics;
+        let before = m.connections.fetch_add(1, Ordering::Relaxed);
+        if before as usize >= self.config.max_connections {
+            m.connections.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        m.connections_total.fetch_add(1, Ordering::Relaxed);
+        Some(WsSlot(self.clone()))
+    }
+
+    /// Constant-time check of a presented publish key.
+    pub fn check_publish_key(&self, presented: &str) -> bool {
+        match &self.config.publish_key {
+            Some(key) => ct_eq(key.as_bytes(), presented.as_bytes()),
+            None => false,
+        }
+    }
+}
+
+/// Spawns a WebSocket session holding `slot`, counted as live for the shutdown drain.
+pub(crate) fn spawn_session<F>(relay: &Arc<Relay>, slot: WsSlot, session: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let live = relay.track();
+    tokio::spawn(async move {
+        session.await;
+        drop(slot);
+        drop(live);
+    });
+}
+
+/// Compares without an early exit on the first differing byte.
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ct_eq_compares_exactly() {
+        assert!(super::ct_eq(b"key", b"key"));
+        assert!(!super::ct_eq(b"key", b"kez"));
+        assert!(!super::ct_eq(b"key", b"key2"));
+        assert!(!super::ct_eq(b"", b"x"));
+    }
+}
