@@ -8,11 +8,11 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::cli::{ConnectArgs, IdleArgs};
-use crate::fanout::{connection_fields, cpu_fields, latency_row};
 use crate::net::{self, ConnError, Target};
 use crate::report::{Report, Ticker};
 use crate::stats::{self, fmt_rate, CpuWindow, Json, Recorder};
 use crate::subs::{self, ConnStats, Shared};
+use crate::summary::{connection_fields, cpu_fields, latency_row};
 
 /// Runs the connect mode: N connections, C handshakes in flight, all held until the last
 /// is done.

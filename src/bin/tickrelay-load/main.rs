@@ -5,18 +5,22 @@
 //! | [`cli`] | options, defaults, bounds |
 //! | [`net`] | loopback-only targets, address spreading, the hand-written upgrade, failure kinds |
 //! | [`subs`] | subscriber connections: subscribe, byte-scan messages, loss/reorder/latency |
-//! | [`fanout`] | the fanout mode and its publisher (WebSocket or HTTP) |
+//! | [`fanout`] | the fanout mode: subscribe, publish, drain, stop, its report |
+//! | [`publishers`] | the fanout publishers (WebSocket or HTTP), paced, acks per channel |
 //! | [`hold`] | the connect and idle modes |
 //! | [`stats`] | clock, sharded HdrHistograms, /proc CPU and RSS, JSON writer |
 //! | [`report`] | progress line, summary table, JSON line, HTML with SVG |
+//! | [`summary`] | summary rows the modes share (connections, CPU, latency), the steady rate |
 
 mod cli;
 mod fanout;
 mod hold;
 mod net;
+mod publishers;
 mod report;
 mod stats;
 mod subs;
+mod summary;
 
 use clap::Parser;
 use cli::{Cli, Common, Mode};
