@@ -8,7 +8,7 @@ Counting rule: a case passes only if its behavior is OK or INFORMATIONAL
 WRONG CODE, UNCLEAN, FAILED BY CLIENT, NO_CLOSE, and cases listed in
 --expected but absent from the report (runner stopped early, server died)
 all count as failed, except NON-STRICT cases listed with a reason in
-allowed-non-strict.txt (each explained in the README); UNIMPLEMENTED counts
+allowed-non-strict.txt (each explained in docs/testing.md); UNIMPLEMENTED counts
 as skipped. The last line printed
 is the one CI reads: `conformance: N passed, N failed, N skipped`.
 Exits 1 if anything failed or nothing ran.
@@ -123,7 +123,7 @@ def main():
     print(fmt % (("all", len(ids)) + tuple(total[c] for c in COLUMNS)))
 
     if excused:
-        print("\nnon-strict, accepted (tests/autobahn/allowed-non-strict.txt, README):")
+        print("\nnon-strict, accepted (tests/autobahn/allowed-non-strict.txt, docs/testing.md):")
         for cid in excused:
             print("  %-9s %s" % (cid, allowed[cid]))
 
