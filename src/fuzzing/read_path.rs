@@ -7,8 +7,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::{oracle_head, Input};
 use crate::config::Config;
 use crate::protocol::command;
-use crate::server::Relay;
-use crate::session::{self, Mode, Params};
+use crate::dialect::{Echo, V1};
+use crate::protocol::format::Format;
+use crate::relay::Relay;
+use crate::session::{self, Params};
+
+/// Which dialect the session under test speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Protocol v1.
+    Relay,
+    /// `--echo`.
+    Echo,
+}
 
 /// Output beyond this is a runaway: no input the fuzzer sends (at most a few tens of KB)
 /// justifies it.
@@ -107,9 +118,12 @@ pub fn read_path(data: &[u8]) {
         slow_close_grace_ms: 10_000,
         ..Config::default()
     };
+    let format = if flags & 32 != 0 {
+        Format::RAW
+    } else {
+        Format::ENVELOPE
+    };
     let params = Params {
-        mode,
-        raw: flags & 32 != 0,
         identity: crate::auth::Identity {
             publisher: flags & 64 != 0,
             claims: None,
@@ -129,7 +143,13 @@ pub fn read_path(data: &[u8]) {
         rt.block_on(async {
             let (client, server) = tokio::io::duplex(16 * 1024);
             let (sr, sw) = tokio::io::split(server);
-            let session = tokio::spawn(session::run(sr, sw, relay.clone(), params));
+            let session = match mode {
+                Mode::Echo => tokio::spawn(session::run(sr, sw, relay.clone(), Echo, params)),
+                Mode::Relay => {
+                    let v1 = V1::new(format);
+                    tokio::spawn(session::run(sr, sw, relay.clone(), v1, params))
+                }
+            };
             let (cr, mut cw) = tokio::io::split(client);
             let reader = tokio::spawn(async move {
                 let mut out = Vec::new();
