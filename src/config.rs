@@ -278,10 +278,19 @@ impl Config {
         self.heartbeat() * 5 / 2
     }
 
+    /// The `--jwt-*` settings, to build a [`crate::auth::Verifier`] from.
+    pub fn jwt_settings(&self) -> crate::auth::JwtSettings<'_> {
+        crate::auth::JwtSettings {
+            secret: self.jwt_secret.as_deref(),
+            public_key: self.jwt_public_key.as_deref(),
+            leeway_secs: self.jwt_leeway_secs,
+        }
+    }
+
     /// Reads `--config` into [`Config::namespaces`], and checks the JWT key settings
     /// (the relay reads the key again when it starts).
     pub fn load_file(&mut self) -> Result<(), String> {
-        crate::auth::Verifier::from_config(self)?;
+        crate::auth::Verifier::new(&self.jwt_settings())?;
         let Some(path) = &self.config_file else {
             return Ok(());
         };

@@ -69,7 +69,7 @@ impl Drop for WsSlot {
 impl Relay {
     /// Relay state for `config`.
     pub fn new(config: Config) -> Arc<Relay> {
-        let jwt = crate::auth::Verifier::from_config(&config).unwrap_or_else(|e| {
+        let jwt = crate::auth::Verifier::new(&config.jwt_settings()).unwrap_or_else(|e| {
             // `Config::load_file` reports this at start-up; fail closed here.
             tracing::error!(error = %e, "JWT key unusable: every token will be refused");
             None
@@ -151,21 +151,18 @@ impl Relay {
         Some(WsSlot(self.clone()))
     }
 
-    /// Constant-time check of a presented publish key.
-    pub fn check_publish_key(&self, presented: &str) -> bool {
-        match &self.config.publish_key {
-            Some(key) => ct_eq(key.as_bytes(), presented.as_bytes()),
-            None => false,
+    /// The credentials this relay accepts, for [`crate::auth::check`].
+    pub fn keys(&self) -> crate::auth::Keys<'_> {
+        crate::auth::Keys {
+            publish_key: self.config.publish_key.as_deref(),
+            jwt: self.jwt.as_ref(),
         }
     }
-}
 
-/// Compares without an early exit on the first differing byte.
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
+    /// Constant-time check of a presented publish key.
+    pub fn check_publish_key(&self, presented: &str) -> bool {
+        self.keys().is_publish_key(presented)
     }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn serve_connection(stream: TcpStream, peer: SocketAddr, relay: Arc<Relay>) {
@@ -351,13 +348,5 @@ mod tests {
             Some(true),
             "Linux copies it from the listener"
         );
-    }
-
-    #[test]
-    fn ct_eq_compares_exactly() {
-        assert!(super::ct_eq(b"key", b"key"));
-        assert!(!super::ct_eq(b"key", b"kez"));
-        assert!(!super::ct_eq(b"key", b"key2"));
-        assert!(!super::ct_eq(b"", b"x"));
     }
 }

@@ -6,8 +6,9 @@ use serde::Deserialize;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
+use std::path::Path;
+
 use super::Patterns;
-use crate::config::Config;
 
 /// Most patterns a token may carry in `sub_channels` or `pub_channels`.
 pub const MAX_PATTERNS: usize = 256;
@@ -57,6 +58,18 @@ fn patterns(list: Option<Vec<String>>) -> Result<Option<Patterns>, &'static str>
     )))
 }
 
+/// What a [`Verifier`] is built from: the `--jwt-secret`, `--jwt-public-key` and
+/// `--jwt-leeway-secs` settings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JwtSettings<'a> {
+    /// HS256 secret.
+    pub secret: Option<&'a str>,
+    /// PEM public key file (RSA: RS256, P-256: ES256).
+    pub public_key: Option<&'a Path>,
+    /// Clock skew allowed for `exp` and `nbf`, in seconds.
+    pub leeway_secs: u64,
+}
+
 /// Verifies JWTs with the configured keys. Each key accepts exactly one algorithm.
 pub struct Verifier {
     secret: Option<DecodingKey>,
@@ -75,15 +88,15 @@ impl std::fmt::Debug for Verifier {
 }
 
 impl Verifier {
-    /// The verifier `config` asks for (`None`: no JWT configured). Reads the public key
+    /// The verifier `settings` ask for (`None`: no JWT key set). Reads the public key
     /// file; an RSA key accepts RS256 only, a P-256 key ES256 only.
-    pub fn from_config(config: &Config) -> Result<Option<Verifier>, String> {
-        let secret = match config.jwt_secret.as_deref() {
+    pub fn new(settings: &JwtSettings<'_>) -> Result<Option<Verifier>, String> {
+        let secret = match settings.secret {
             Some("") => return Err("--jwt-secret is empty".into()),
             Some(s) => Some(DecodingKey::from_secret(s.as_bytes())),
             None => None,
         };
-        let public = match &config.jwt_public_key {
+        let public = match settings.public_key {
             None => None,
             Some(path) => {
                 let pem = std::fs::read(path)
@@ -97,7 +110,7 @@ impl Verifier {
         Ok(Some(Verifier {
             secret,
             public,
-            leeway: config.jwt_leeway_secs,
+            leeway: settings.leeway_secs,
         }))
     }
 

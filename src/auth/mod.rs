@@ -16,8 +16,8 @@
 //!
 //! | file | what |
 //! |---|---|
-//! | `jwt.rs` | [`Verifier`], [`Claims`], keys and algorithms, refusal reasons |
-//! | `rules.rs` | [`Identity`], [`Credential`], [`check`], [`may_subscribe`], [`may_publish`], [`origin_allowed`] |
+//! | `jwt.rs` | [`Verifier`] (built from [`JwtSettings`]), [`Claims`], keys and algorithms, refusal reasons |
+//! | `rules.rs` | [`Identity`], [`Credential`], [`Keys`] and [`check`], [`may_subscribe`], [`may_publish`], [`origin_allowed`] |
 //! | `glob.rs` | [`Patterns`], [`glob`] |
 //! | `deadline.rs` | [`Deadline`], [`Why`], [`CLOSE_AUTH`] |
 
@@ -28,5 +28,7 @@ mod rules;
 
 pub use deadline::{Deadline, Why, CLOSE_AUTH};
 pub use glob::{glob, Patterns};
-pub use jwt::{Claims, Verifier, MAX_PATTERNS, MAX_PATTERN_BYTES};
-pub use rules::{check, may_publish, may_subscribe, origin_allowed, Credential, Denial, Identity};
+pub use jwt::{Claims, JwtSettings, Verifier, MAX_PATTERNS, MAX_PATTERN_BYTES};
+pub use rules::{
+    check, may_publish, may_subscribe, origin_allowed, Credential, Denial, Identity, Keys,
+};

@@ -1,10 +1,10 @@
-//! What a connection has shown ([`Identity`], [`Credential`]) and what it may do: the
-//! subscribe and publish rules, private channels and their look-alikes, allowed origins.
+//! What a connection has shown ([`Identity`], a [`Credential`] [`check`]ed against the
+//! relay's [`Keys`]) and what it may do: the subscribe and publish rules, private channels
+//! and their look-alikes, allowed origins.
 
-use super::{glob, Claims};
+use super::{glob, Claims, Verifier};
 use crate::error::ErrorCode;
 use crate::namespace::{Namespaces, Publish};
-use crate::server::Relay;
 
 /// What a connection has shown.
 #[derive(Debug, Clone, Default)]
@@ -56,12 +56,39 @@ impl Credential {
     }
 }
 
+/// The credentials a relay accepts: its publish key and its JWT keys.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Keys<'a> {
+    /// `--publish-key` (`None`: no publish key).
+    pub publish_key: Option<&'a str>,
+    /// JWT verification (`None`: no JWT key configured).
+    pub jwt: Option<&'a Verifier>,
+}
+
+impl Keys<'_> {
+    /// Constant-time check of a presented publish key.
+    pub fn is_publish_key(&self, presented: &str) -> bool {
+        match self.publish_key {
+            Some(key) => ct_eq(key.as_bytes(), presented.as_bytes()),
+            None => false,
+        }
+    }
+}
+
+/// Compares without an early exit on the first differing byte.
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Checks a presented token: the publish key, else a JWT if one is configured.
-pub fn check(relay: &Relay, token: &str) -> Result<Credential, &'static str> {
-    if relay.check_publish_key(token) {
+pub fn check(keys: Keys<'_>, token: &str) -> Result<Credential, &'static str> {
+    if keys.is_publish_key(token) {
         return Ok(Credential::PublishKey);
     }
-    match &relay.jwt {
+    match keys.jwt {
         Some(v) => v.verify(token).map(Credential::Token),
         None => Err("invalid token"),
     }
@@ -231,6 +258,14 @@ mod tests {
                 admin: false,
             }),
         }
+    }
+
+    #[test]
+    fn ct_eq_compares_exactly() {
+        assert!(ct_eq(b"key", b"key"));
+        assert!(!ct_eq(b"key", b"kez"));
+        assert!(!ct_eq(b"key", b"key2"));
+        assert!(!ct_eq(b"", b"x"));
     }
 
     #[test]
