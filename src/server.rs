@@ -39,7 +39,7 @@ pub struct Relay {
     /// Every open connection's outbox, for `/stats` (registered and removed by sessions).
     outboxes: parking_lot::Mutex<std::collections::HashMap<u64, Arc<Outbox>>>,
     /// JWT verification (`None`: no JWT key configured).
-    pub jwt: Option<crate::auth::Verifier>,
+    pub jwt: Option<Arc<crate::auth::Verifier>>,
     /// Open WebSockets per client address.
     pub per_ip: Arc<crate::limits::PerIp>,
 }
@@ -69,10 +69,14 @@ impl Drop for WsSlot {
 impl Relay {
     /// Relay state for `config`.
     pub fn new(config: Config) -> Arc<Relay> {
-        let jwt = crate::auth::Verifier::new(&config.jwt_settings()).unwrap_or_else(|e| {
-            // `Config::load_file` reports this at start-up; fail closed here.
-            tracing::error!(error = %e, "JWT key unusable: every token will be refused");
-            None
+        // The verifier `Config::load_file` built; without one, build it here.
+        let jwt = config.jwt.clone().or_else(|| {
+            let built = crate::auth::Verifier::new(&config.jwt_settings()).unwrap_or_else(|e| {
+                // `Config::load_file` reports this at start-up; fail closed here.
+                tracing::error!(error = %e, "JWT key unusable: every token will be refused");
+                None
+            });
+            built.map(Arc::new)
         });
         let per_ip = crate::limits::PerIp::new(config.max_connections_per_ip);
         let metrics = Arc::new(Metrics::default());
@@ -155,7 +159,7 @@ impl Relay {
     pub fn keys(&self) -> crate::auth::Keys<'_> {
         crate::auth::Keys {
             publish_key: self.config.publish_key.as_deref(),
-            jwt: self.jwt.as_ref(),
+            jwt: self.jwt.as_deref(),
         }
     }
 
@@ -348,5 +352,24 @@ mod tests {
             Some(true),
             "Linux copies it from the listener"
         );
+    }
+
+    #[test]
+    fn the_relay_takes_the_verifier_load_file_built() {
+        let mut config = super::Config {
+            jwt_secret: Some("a-secret".into()),
+            ..super::Config::default()
+        };
+        config.load_file().unwrap();
+        let built = config.jwt.clone().expect("load_file builds the verifier");
+        let relay = super::Relay::new(config);
+        let used = relay.jwt.as_ref().expect("the relay has a verifier");
+        assert!(super::Arc::ptr_eq(&built, used), "built once, not again");
+        // Without load_file the relay builds its own.
+        let config = super::Config {
+            jwt_secret: Some("a-secret".into()),
+            ..super::Config::default()
+        };
+        assert!(super::Relay::new(config).jwt.is_some());
     }
 }
