@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::auth::{JwtSettings, Verifier};
 use crate::namespace::Namespaces;
 
 /// Default largest WebSocket message a client may send, and largest publish `data`.
@@ -210,6 +211,12 @@ pub struct Config {
     /// The namespace table: built-in defaults, or what `--config` declares.
     #[arg(skip)]
     pub namespaces: Arc<Namespaces>,
+
+    /// The JWT verifier [`Config::load_file`] built from the `--jwt-*` settings; the relay
+    /// uses this one rather than build its own. `None` before `load_file` (the relay then
+    /// builds it) or when no JWT key is set. Load again after changing those settings.
+    #[arg(skip)]
+    pub jwt: Option<Arc<Verifier>>,
 }
 
 impl Default for Config {
@@ -252,6 +259,7 @@ impl Default for Config {
             config_file: None,
             print_config: false,
             namespaces: Arc::default(),
+            jwt: None,
         }
     }
 }
@@ -278,10 +286,19 @@ impl Config {
         self.heartbeat() * 5 / 2
     }
 
-    /// Reads `--config` into [`Config::namespaces`], and checks the JWT key settings
-    /// (the relay reads the key again when it starts).
+    /// The `--jwt-*` settings, to build a [`Verifier`] from.
+    pub fn jwt_settings(&self) -> JwtSettings<'_> {
+        JwtSettings {
+            secret: self.jwt_secret.as_deref(),
+            public_key: self.jwt_public_key.as_deref(),
+            leeway_secs: self.jwt_leeway_secs,
+        }
+    }
+
+    /// Builds the JWT verifier into [`Config::jwt`] (an unusable key is an error), then
+    /// reads `--config` into [`Config::namespaces`].
     pub fn load_file(&mut self) -> Result<(), String> {
-        crate::auth::Verifier::from_config(self)?;
+        self.jwt = Verifier::new(&self.jwt_settings())?.map(Arc::new);
         let Some(path) = &self.config_file else {
             return Ok(());
         };

@@ -38,7 +38,7 @@ pub struct Relay {
     /// Every open connection's outbox, for `/stats` (registered and removed by sessions).
     outboxes: parking_lot::Mutex<std::collections::HashMap<u64, Arc<Outbox>>>,
     /// JWT verification (`None`: no JWT key configured).
-    pub jwt: Option<crate::auth::Verifier>,
+    pub jwt: Option<Arc<crate::auth::Verifier>>,
     /// Open WebSockets per client address.
     pub per_ip: Arc<crate::limits::PerIp>,
 }
@@ -56,10 +56,14 @@ impl Drop for WsSlot {
 impl Relay {
     /// Relay state for `config`.
     pub fn new(config: Config) -> Arc<Relay> {
-        let jwt = crate::auth::Verifier::from_config(&config).unwrap_or_else(|e| {
-            // `Config::load_file` reports this at start-up; fail closed here.
-            tracing::error!(error = %e, "JWT key unusable: every token will be refused");
-            None
+        // The verifier `Config::load_file` built; without one, build it here.
+        let jwt = config.jwt.clone().or_else(|| {
+            let built = crate::auth::Verifier::new(&config.jwt_settings()).unwrap_or_else(|e| {
+                // `Config::load_file` reports this at start-up; fail closed here.
+                tracing::error!(error = %e, "JWT key unusable: every token will be refused");
+                None
+            });
+            built.map(Arc::new)
         });
         let per_ip = crate::limits::PerIp::new(config.max_connections_per_ip);
         let metrics = Arc::new(Metrics::default());
@@ -154,12 +158,17 @@ impl Relay {
         Some(WsSlot(self.clone()))
     }
 
+    /// The credentials this relay accepts, for [`crate::auth::check`].
+    pub fn keys(&self) -> crate::auth::Keys<'_> {
+        crate::auth::Keys {
+            publish_key: self.config.publish_key.as_deref(),
+            jwt: self.jwt.as_deref(),
+        }
+    }
+
     /// Constant-time check of a presented publish key.
     pub fn check_publish_key(&self, presented: &str) -> bool {
-        match &self.config.publish_key {
-            Some(key) => ct_eq(key.as_bytes(), presented.as_bytes()),
-            None => false,
-        }
+        self.keys().is_publish_key(presented)
     }
 }
 
@@ -176,21 +185,27 @@ where
     });
 }
 
-/// Compares without an early exit on the first differing byte.
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
-    fn ct_eq_compares_exactly() {
-        assert!(super::ct_eq(b"key", b"key"));
-        assert!(!super::ct_eq(b"key", b"kez"));
-        assert!(!super::ct_eq(b"key", b"key2"));
-        assert!(!super::ct_eq(b"", b"x"));
+    fn the_relay_takes_the_verifier_load_file_built() {
+        let mut config = crate::Config {
+            jwt_secret: Some("a-secret".into()),
+            ..crate::Config::default()
+        };
+        config.load_file().unwrap();
+        let built = config.jwt.clone().expect("load_file builds the verifier");
+        let relay = super::Relay::new(config);
+        let used = relay.jwt.as_ref().expect("the relay has a verifier");
+        assert!(
+            std::sync::Arc::ptr_eq(&built, used),
+            "built once, not again"
+        );
+        // Without load_file the relay builds its own.
+        let config = crate::Config {
+            jwt_secret: Some("a-secret".into()),
+            ..crate::Config::default()
+        };
+        assert!(super::Relay::new(config).jwt.is_some());
     }
 }

@@ -6,8 +6,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{oracle_head, Input};
 use crate::config::Config;
-use crate::protocol::command;
 use crate::dialect::{Echo, V1};
+use crate::protocol::command;
 use crate::protocol::format::Format;
 use crate::relay::Relay;
 use crate::session::{self, Params};

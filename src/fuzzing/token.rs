@@ -13,7 +13,7 @@ pub fn token(data: &[u8]) {
         jwt_secret: Some(TOKEN_SECRET.into()),
         ..Config::default()
     };
-    let verifier = match crate::auth::Verifier::from_config(&config) {
+    let verifier = match crate::auth::Verifier::new(&config.jwt_settings()) {
         Ok(Some(v)) => v,
         other => panic!("the fuzz key must load: {other:?}"),
     };

@@ -53,7 +53,7 @@ pub fn handle(req: &Request<Incoming>, relay: &Relay, raw_channel: &str) -> Resp
     let ns = &relay.config.namespaces;
     let mut who = Identity::default();
     if let Some(presented) = super::upgrade::bearer(req.headers()) {
-        match auth::check(relay, presented) {
+        match auth::check(relay.keys(), presented) {
             Ok(cred) => cred.apply(&mut who),
             Err(reason) => return text(StatusCode::UNAUTHORIZED, reason),
         }

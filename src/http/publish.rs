@@ -34,7 +34,7 @@ fn authorize(req: &Request<Incoming>, relay: &Relay) -> Result<Identity, Box<Res
             "missing Authorization: Bearer <publish key>",
         )));
     };
-    match auth::check(relay, presented) {
+    match auth::check(relay.keys(), presented) {
         Ok(cred) => {
             let mut who = Identity::default();
             cred.apply(&mut who);

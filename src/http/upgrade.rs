@@ -261,7 +261,7 @@ pub async fn handle(mut req: Request<Incoming>, relay: Arc<Relay>, peer: SocketA
     };
     let mut identity = crate::auth::Identity::default();
     if let Some(t) = bearer(req.headers()).or(query.token.as_deref()) {
-        match crate::auth::check(&relay, t) {
+        match crate::auth::check(relay.keys(), t) {
             Ok(cred) => cred.apply(&mut identity),
             Err(reason) => return refuse(reject(StatusCode::UNAUTHORIZED, reason)),
         }

@@ -151,7 +151,7 @@ impl<D: Dialect> Session<D> {
     /// are dropped and announced with an `unsubscribed` without `id`. An invalid token
     /// changes nothing and gets `unauthorized`.
     pub(super) fn authenticate(&mut self, id: Option<&Id>, token: &str) {
-        let cred = match auth::check(&self.relay, token) {
+        let cred = match auth::check(self.relay.keys(), token) {
             Ok(c) => c,
             Err(reason) => return self.error(id, ErrorCode::Unauthorized, reason),
         };

@@ -1,17 +1,20 @@
 //! Test helpers: a real relay on 127.0.0.1:0, a standard WebSocket client
-//! (tokio-tungstenite), a raw frame-level client for protocol edge cases, and raw HTTP.
+//! (tokio-tungstenite), a raw frame-level client for protocol edge cases, raw HTTP, and
+//! HS256 tokens and upgrade refusals for the auth and access tests.
 #![allow(dead_code)]
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::Value;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tickrelay::protocol::encode;
 use tickrelay::{Config, Relay};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Default time any single wait in a test may take before it fails.
@@ -354,4 +357,83 @@ pub fn masked_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
     f.extend_from_slice(&key);
     f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
     f
+}
+
+// ---------------------------------------------------------------------------------------
+// JWTs and upgrade refusals, for the auth and access tests
+
+pub const SECRET: &str = "test-jwt-secret-of-a-decent-length";
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+pub fn sign(alg: Algorithm, key: &EncodingKey, claims: &Value) -> String {
+    jsonwebtoken::encode(&Header::new(alg), claims, key).unwrap()
+}
+
+pub fn hs(claims: Value) -> String {
+    sign(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+        &claims,
+    )
+}
+
+/// An HS256 token for `sub`, valid for an hour.
+pub fn user(sub: &str) -> String {
+    hs(json!({"sub": sub, "exp": now() + 3600}))
+}
+
+pub fn hs_config() -> Config {
+    Config {
+        jwt_secret: Some(SECRET.into()),
+        ..config()
+    }
+}
+
+/// The upgrade answer for `query` and extra headers: (status, one-line body). Only for
+/// refusals (a 101 keeps the connection open).
+pub async fn refused(r: &TestRelay, query: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut h: Vec<(&str, &str)> = vec![
+        ("Connection", "Upgrade"),
+        ("Upgrade", "websocket"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    h.extend_from_slice(headers);
+    let (s, _, body) = http(r.addr, "GET", &format!("/ws{query}"), &h, b"").await;
+    assert_eq!(body.lines().count(), 1, "one-line reason: {body:?}");
+    (s, body.trim().to_string())
+}
+
+/// Connects with extra request headers; returns the socket or the refusal status.
+pub async fn ws_with(url: &str, headers: &[(&str, &str)]) -> Result<Ws, u16> {
+    let mut req = url.into_client_request().unwrap();
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((mut ws, _)) => {
+            assert_eq!(recv(&mut ws).await["type"], "welcome");
+            Ok(ws)
+        }
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+        Err(e) => panic!("connect: {e}"),
+    }
+}
+
+pub async fn try_subscribe(ws: &mut Ws, channels: &[&str]) -> Value {
+    send(
+        ws,
+        &json!({"op":"subscribe","channels":channels,"id":"s"}).to_string(),
+    )
+    .await;
+    recv(ws).await
 }
