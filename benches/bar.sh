@@ -7,6 +7,8 @@
 #   benches/bar.sh              # all workloads
 #   RUNS=5 benches/bar.sh W1 W4 # some workloads, more runs
 #   SMOKE=1 RUNS=1 benches/bar.sh  # tiny parameters: checks the script, measures nothing
+#   BEFORE=/tmp/old/tickrelay benches/bar.sh W1 W2  # before/after: an older build of
+#       tickrelay takes the baseline's place, runs interleaved with this one
 #
 # Everything is bounded: each relay runs under `timeout`, each load run has its own
 # duration and a `timeout`. Needs 2+ cores, ulimit -n >= 20000 (W3), loopback
@@ -21,15 +23,19 @@ WORKLOADS=("$@")
 [ ${#WORKLOADS[@]} -eq 0 ] && WORKLOADS=(W1 W2 W3 W4)
 KEY=bar-key
 LOAD=target/release/tickrelay-load
+BEFORE=${BEFORE:-}
+CMP=baseline # what tickrelay is compared with
+[ -n "$BEFORE" ] && CMP=before
 mkdir -p "$OUT"
 
 echo "building release binaries..." >&2
 cargo build --release --quiet --bin tickrelay --bin tickrelay-load
-cargo build --release --quiet --manifest-path benches/baseline/Cargo.toml --target-dir target/baseline
+[ -n "$BEFORE" ] || cargo build --release --quiet --manifest-path benches/baseline/Cargo.toml --target-dir target/baseline
 
 relay_cmd() {
     case $1 in
         tickrelay) echo "target/release/tickrelay --listen 0.0.0.0:$PORT --publish-key $KEY --max-connections 60000 --max-connections-per-ip 60000" ;;
+        before) echo "$BEFORE --listen 0.0.0.0:$PORT --publish-key $KEY --max-connections 60000 --max-connections-per-ip 60000" ;;
         baseline) echo "target/baseline/release/tickrelay-baseline --listen 0.0.0.0:$PORT --publish-key $KEY --max-secs 900" ;;
         floor) echo "target/baseline/release/tickrelay-floor --listen 0.0.0.0:$PORT --max-secs 900" ;;
     esac
@@ -94,6 +100,8 @@ for w in "${WORKLOADS[@]}"; do
         # W4 also runs against the handshake floor (accept, read, fixed 101: see
         # benches/baseline/src/bin/tickrelay-floor.rs): what client and kernel allow here.
         [ "$w" = W4 ] && servers+=(floor)
+        # Before/after: the older build first, then this one, in every run.
+        [ -n "$BEFORE" ] && servers=(before tickrelay)
         for who in "${servers[@]}"; do
             start_relay "$who"
             f="$OUT/$w-$who-$run.json"
@@ -110,11 +118,11 @@ for w in "${WORKLOADS[@]}"; do
     done
 done
 
-printf '\n%-4s %-22s %14s %14s %10s  %s\n' workload metric tickrelay baseline ratio "bar"
+printf '\n%-4s %-22s %14s %14s %10s  %s\n' workload metric tickrelay "$CMP" ratio "bar"
 for w in "${WORKLOADS[@]}"; do
     m=$(metric_for "$w")
     t=$(for r in $(seq "$RUNS"); do field "$OUT/$w-tickrelay-$r.json" "$m"; done | median)
-    b=$(for r in $(seq "$RUNS"); do field "$OUT/$w-baseline-$r.json" "$m"; done | median)
+    b=$(for r in $(seq "$RUNS"); do field "$OUT/$w-$CMP-$r.json" "$m"; done | median)
     ratio=$(awk -v t="$t" -v b="$b" 'BEGIN { if (b > 0) printf "%.2f", t / b; else print "-" }')
     case $w in
         W1) bar=">= 1200000/s, lost 0" ;;
@@ -124,7 +132,7 @@ for w in "${WORKLOADS[@]}"; do
     esac
     printf '%-4s %-22s %14s %14s %10s  %s\n' "$w" "$m" "$t" "$b" "$ratio" "$bar"
 done
-if [[ " ${WORKLOADS[*]} " == *" W4 "* ]]; then
+if [ -z "$BEFORE" ] && [[ " ${WORKLOADS[*]} " == *" W4 "* ]]; then
     f=$(for r in $(seq "$RUNS"); do field "$OUT/W4-floor-$r.json" handshakes_per_s; done | median)
     t=$(for r in $(seq "$RUNS"); do field "$OUT/W4-tickrelay-$r.json" handshakes_per_s; done | median)
     printf '%-4s %-22s %14s %14s %10s  %s\n' W4 "floor (accept+101)" "$t" "$f" \

@@ -62,8 +62,8 @@ pub trait Dialect: Send + 'static {
 
     /// What the writer sends every heartbeat interval (the connection is closed after
     /// 2.5 intervals of silence from the peer).
-    fn heartbeat(&self) -> Bytes {
-        encode::PING.clone()
+    fn heartbeat(&self) -> &'static [u8] {
+        &encode::PING_FRAME
     }
 
     /// The reply to a subscribe.

@@ -29,7 +29,7 @@ pub const OP_PONG: u8 = 0xA;
 const GAP: usize = 10;
 
 /// An empty ping frame (the v1 heartbeat).
-pub const PING: Bytes = Bytes::from_static(&[0x89, 0x00]);
+pub const PING_FRAME: [u8; 2] = [0x89, 0x00];
 
 /// Largest control-frame payload (RFC 6455 §5.5).
 pub const MAX_CONTROL_PAYLOAD: usize = 125;

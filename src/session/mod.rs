@@ -299,10 +299,9 @@ where
         outbox.close_with(crate::relay::shutdown_close(outbox.format()));
     }
     let heartbeat = dialect.heartbeat();
-    let welcome = dialect.welcome(conn, cfg.heartbeat_ms);
     let mut session = Session::new(relay.clone(), outbox.clone(), conn, dialect, &params);
     if D::RELAY {
-        if let Some(w) = welcome {
+        if let Some(w) = session.dialect.welcome(conn, cfg.heartbeat_ms) {
             session.reply(w);
         }
         session.connect(params.channels);
@@ -315,7 +314,7 @@ where
         last_seen.clone(),
         cfg.max_message_bytes,
     ));
-    writer::write_loop(write, &outbox, &relay, &last_seen, &deadline, &heartbeat).await;
+    writer::write_loop(write, &outbox, &relay, &last_seen, &deadline, heartbeat).await;
     let close_timeout = Duration::from_millis(cfg.close_timeout_ms);
     if tokio::time::timeout(close_timeout, &mut reader)
         .await
@@ -351,9 +350,9 @@ mod tests {
         let last_seen = LastSeen::new();
         let (_r, w) = tokio::io::split(b);
         let deadline = crate::auth::Deadline::default();
-        let ping = crate::protocol::encode::PING;
+        let ping = &crate::protocol::encode::PING_FRAME;
         let write_size = std::mem::size_of_val(&writer::write_loop(
-            w, &outbox, &relay, &last_seen, &deadline, &ping,
+            w, &outbox, &relay, &last_seen, &deadline, ping,
         ));
         let (batch, mut sink) = (std::collections::VecDeque::new(), tokio::io::sink());
         let batch_size = std::mem::size_of_val(&writer::write_batch(&mut sink, &batch));

@@ -47,7 +47,7 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
     relay: &Relay,
     last_seen: &LastSeen,
     deadline: &crate::auth::Deadline,
-    heartbeat: &Bytes,
+    heartbeat: &'static [u8],
 ) {
     let cfg = &relay.config;
     let format = outbox.format();
@@ -69,7 +69,7 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
             if last_seen.silent_for() >= cfg.idle_timeout() {
                 outbox.close_with(format.close(CloseCode::GOING_AWAY, "heartbeat timeout"));
             } else {
-                outbox.push(heartbeat);
+                outbox.push(&Bytes::from_static(heartbeat));
             }
         }
         let taken = outbox.take(&mut batch);
