@@ -13,16 +13,20 @@
 //! | per-namespace delivery, history and access (`--config`) | [`namespace`] |
 //! | JWT verification, channel patterns, subscribe/publish rules, origins | [`auth`] |
 //! | command rate limit, connections per client address | [`limits`] |
-//! | accept loop, relay state, graceful shutdown | [`server`] |
+//! | relay-wide state and the publish funnel every source goes through | [`relay`] |
+//! | the shutdown flag and the drain of live connections | [`shutdown`] |
+//! | accept loop, background tasks, the shutdown sequence | [`server`] |
 //! | open-file limit, descriptor table sized at start-up | [`fds`] |
-//! | HTTP routing; upgrade, publish, stats endpoints | [`http`] |
+//! | HTTP routing; upgrade, publish, history, stats endpoints | [`http`] |
 //! | the hand-written WebSocket upgrade | [`http::upgrade`] |
-//! | one connection: reader, outbound queue, writer, heartbeat | [`session`] |
+//! | client protocols (v1, echo): the [`dialect::Dialect`] trait | [`dialect`] |
+//! | one connection: reader, writer, heartbeat, generic over its dialect | [`session`] |
 //! | fragment reassembly with message limits | [`session::reassembly`] |
 //! | frame boundaries, masking check, no buffer while idle | [`session::framing`] |
-//! | channel table, shards, fan-out | [`hub`] |
-//! | a connection's bounded outbound queue | [`hub::outbox`] |
-//! | command parsing, frame building (pure, no I/O) | [`protocol`] |
+//! | channel table, shards, fan-out of neutral messages; interest events | [`hub`] |
+//! | a connection's bounded outbound queue, lanes, `max_rate` | [`outbox`] |
+//! | wire formats: one frame per message per format in use | [`protocol::format`] |
+//! | command parsing, frame building, close codes (pure, no I/O) | [`protocol`] |
 //! | error codes | [`error`] |
 //! | counters for `/stats` and `/metrics` | [`metrics`] |
 //! | the simulated market of `--demo` | [`demo`] |
@@ -31,10 +35,10 @@
 //! ## Data flow
 //!
 //! ```text
-//! POST /publish/{ch} ─┐                        ┌─► Outbox ─► writer ─► socket
-//! WS {"op":"publish"} ┴─► validate ─► Hub ──────┼─► Outbox ─► writer ─► socket
-//!                          (simd-json) offset,  └─► ...
-//!                                      frame built once (Bytes)
+//! POST /publish/{ch} ─┐                             ┌─► Outbox ─► writer ─► socket
+//! WS {"op":"publish"} ┼─► Relay::publish ─► Hub ─────┼─► Outbox ─► writer ─► socket
+//! demo feed ──────────┘   (one funnel)     offset,   └─► ...
+//!                                          one frame per format in use (Bytes)
 //! ```
 
 #![warn(missing_docs)]
