@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 /// Close code for authentication failures on a live connection (token expired, no `auth`
 /// in time): "do not reconnect without a new token".
-pub const CLOSE_AUTH: u16 = 4001;
+pub const CLOSE_AUTH: u16 = crate::protocol::close::CloseCode::AUTH.0;
 
 /// Why a connection's deadline closes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

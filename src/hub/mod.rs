@@ -509,3 +509,6 @@ impl Hub {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
