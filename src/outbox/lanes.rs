@@ -100,18 +100,10 @@ impl Outbox {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{f, take_all};
+    use super::super::tests::{f, lane, take_all};
     use super::super::*;
     use std::collections::VecDeque;
     use std::time::Duration;
-
-    fn lane(key: u64, name: &Arc<str>) -> Lane<'_> {
-        Lane {
-            key,
-            name,
-            conflate: true,
-        }
-    }
 
     #[test]
     fn a_lagging_connection_keeps_the_newest_per_conflate_channel_and_all_reliable() {

@@ -403,6 +403,15 @@ mod tests {
     use super::*;
     use crate::protocol::encode;
 
+    /// A conflate lane for channel `key`.
+    pub(super) fn lane(key: u64, name: &Arc<str>) -> Lane<'_> {
+        Lane {
+            key,
+            name,
+            conflate: true,
+        }
+    }
+
     pub(super) fn f(n: usize) -> Bytes {
         Bytes::from(vec![b'x'; n])
     }

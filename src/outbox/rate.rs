@@ -97,18 +97,10 @@ impl Outbox {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{f, take_all};
+    use super::super::tests::{f, lane, take_all};
     use super::super::*;
     use std::collections::VecDeque;
     use std::time::Duration;
-
-    fn lane(key: u64, name: &Arc<str>) -> Lane<'_> {
-        Lane {
-            key,
-            name,
-            conflate: true,
-        }
-    }
 
     #[test]
     fn max_rate_sends_at_once_then_holds_the_newest_until_due() {
