@@ -102,19 +102,7 @@ async fn the_connection_limit_answers_503_and_frees_places_on_close() {
     .await;
     let a = ws(&r.url("")).await;
     let _b = ws(&r.url("")).await;
-    let (s, _, body) = http(
-        r.addr,
-        "GET",
-        "/ws",
-        &[
-            ("Connection", "Upgrade"),
-            ("Upgrade", "websocket"),
-            ("Sec-WebSocket-Version", "13"),
-            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
-        ],
-        b"",
-    )
-    .await;
+    let (s, _, body) = http(r.addr, "GET", "/ws", &UPGRADE, b"").await;
     assert_eq!((s, body.trim()), (503, "connection limit reached"));
     drop(a);
     r.wait_stats("a place to free up", |s| s["connections"] == 1)

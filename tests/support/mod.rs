@@ -175,8 +175,8 @@ pub async fn send(ws: &mut Ws, text: &str) {
     ws.send(Message::text(text)).await.expect("send");
 }
 
-/// Next text message, raw.
-pub async fn recv_text(ws: &mut Ws) -> String {
+/// Next data frame (text or binary), skipping pings and pongs.
+pub async fn next_frame(ws: &mut Ws) -> Message {
     loop {
         let m = tokio::time::timeout(WAIT, ws.next())
             .await
@@ -184,10 +184,17 @@ pub async fn recv_text(ws: &mut Ws) -> String {
             .expect("stream open")
             .expect("ws ok");
         match m {
-            Message::Text(t) => return t.to_string(),
             Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("expected text, got {other:?}"),
+            other => return other,
         }
+    }
+}
+
+/// Next text message, raw.
+pub async fn recv_text(ws: &mut Ws) -> String {
+    match next_frame(ws).await {
+        Message::Text(t) => t.to_string(),
+        other => panic!("expected text, got {other:?}"),
     }
 }
 
@@ -217,6 +224,14 @@ pub struct RawWs {
     pub stream: TcpStream,
     buf: Vec<u8>,
 }
+
+/// A valid upgrade request's headers, for [`http`].
+pub const UPGRADE: [(&str, &str); 4] = [
+    ("Connection", "Upgrade"),
+    ("Upgrade", "websocket"),
+    ("Sec-WebSocket-Version", "13"),
+    ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+];
 
 pub const UPGRADE_HEADERS: &str = "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
 
