@@ -36,6 +36,9 @@ pub const DEFAULT_HEARTBEAT_MS: u64 = 25_000;
 pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 /// Default for `--max-header-bytes`.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Default listen backlog: pending connections the kernel queues before `accept` (it
+/// caps this at `net.core.somaxconn`).
+pub const DEFAULT_LISTEN_BACKLOG: u32 = 4096;
 /// Default for `--close-timeout-ms`.
 pub const DEFAULT_CLOSE_TIMEOUT_MS: u64 = 2_000;
 /// Default for `--slow-close-grace-ms`.
@@ -131,6 +134,11 @@ pub struct Config {
     /// Largest HTTP request head, in bytes.
     #[arg(long, env = "TICKRELAY_MAX_HEADER_BYTES", default_value_t = DEFAULT_MAX_HEADER_BYTES)]
     pub max_header_bytes: usize,
+
+    /// Connections the kernel queues for `accept` (a reconnect burst after a restart
+    /// lands here); capped by `net.core.somaxconn`.
+    #[arg(long, env = "TICKRELAY_LISTEN_BACKLOG", default_value_t = DEFAULT_LISTEN_BACKLOG)]
+    pub listen_backlog: u32,
 
     /// After a close frame is sent, how long to wait for the peer's close (ms).
     #[arg(long, env = "TICKRELAY_CLOSE_TIMEOUT_MS", default_value_t = DEFAULT_CLOSE_TIMEOUT_MS)]
@@ -241,6 +249,7 @@ impl Default for Config {
             heartbeat_ms: DEFAULT_HEARTBEAT_MS,
             handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            listen_backlog: DEFAULT_LISTEN_BACKLOG,
             close_timeout_ms: DEFAULT_CLOSE_TIMEOUT_MS,
             slow_close_grace_ms: DEFAULT_SLOW_CLOSE_GRACE_MS,
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
@@ -334,6 +343,7 @@ impl Config {
                 self.handshake_timeout_ms.to_string(),
             ),
             ("max-header-bytes", self.max_header_bytes.to_string()),
+            ("listen-backlog", self.listen_backlog.to_string()),
             ("close-timeout-ms", self.close_timeout_ms.to_string()),
             ("slow-close-grace-ms", self.slow_close_grace_ms.to_string()),
             ("shutdown-grace-ms", self.shutdown_grace_ms.to_string()),

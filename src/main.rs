@@ -52,7 +52,7 @@ fn main() -> std::process::ExitCode {
 const FD_MARGIN: usize = 64;
 
 async fn serve(config: Config) -> std::process::ExitCode {
-    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+    let listener = match tickrelay::server::listen(config.listen, config.listen_backlog) {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(addr = %config.listen, error = %e, "cannot listen");

@@ -44,6 +44,21 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, relay: Arc<Relay>
     }
 }
 
+/// A listener on `addr` with a backlog of `backlog` pending connections (tokio's own
+/// `bind` uses the standard library's 128, which a burst of reconnects overflows: the
+/// kernel then drops SYNs and clients wait a second or more to retry).
+pub fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
 /// Serves `listener` until `shutdown` resolves, then drains.
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) {
     let relay = Relay::new(config);
@@ -162,6 +177,38 @@ async fn sweep_channels(relay: Arc<Relay>) {
 
 #[cfg(test)]
 mod tests {
+    /// Connects `n` clients at once to a listener nobody accepts on; returns how many
+    /// connected within a second (the rest sit in SYN retries: the backlog is full).
+    async fn connected_without_accept(l: &super::TcpListener, n: usize) -> usize {
+        let addr = l.local_addr().unwrap();
+        let tries = (0..n).map(|_| {
+            tokio::spawn(async move {
+                let c = super::TcpStream::connect(addr);
+                tokio::time::timeout(super::Duration::from_secs(1), c)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            })
+        });
+        let mut held = Vec::new();
+        for t in tries.collect::<Vec<_>>() {
+            if let Some(s) = t.await.unwrap() {
+                held.push(s);
+            }
+        }
+        held.len()
+    }
+
+    #[tokio::test]
+    async fn the_listen_backlog_takes_a_reconnect_burst() {
+        const BURST: usize = 600;
+        let ours = super::listen("127.0.0.1:0".parse().unwrap(), 4096).unwrap();
+        assert_eq!(connected_without_accept(&ours, BURST).await, BURST);
+        // tokio's default (128) does not, which is what this guards against.
+        let default = super::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        assert!(connected_without_accept(&default, BURST).await < BURST);
+    }
+
     #[tokio::test]
     async fn every_accepted_socket_has_nagle_off() {
         let l = super::TcpListener::bind("127.0.0.1:0").await.unwrap();
