@@ -147,7 +147,9 @@ pub fn parse_query(query: Option<&str>, max_subscriptions: usize) -> Result<Quer
     let mut q = Query::default();
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = percent_decode(v, true).ok_or(reject(
+        // `+` is a space in form encoding, but a token or key never holds a space and may
+        // hold a `+` (a publish key, standard base64): keep it as it is there.
+        let v = percent_decode(v, k != "token").ok_or(reject(
             StatusCode::BAD_REQUEST,
             "malformed percent-escape in the query",
         ))?;
@@ -476,6 +478,9 @@ mod tests {
         assert_eq!(q.channels, vec!["ticker:BTC-USD", "signals"]);
         assert_eq!(q.format, Format::RAW);
         assert_eq!(q.token.as_deref(), Some("k+1"));
+        // A literal `+` in a token is a `+`, not a space (keys may be standard base64).
+        let q = parse_query(Some("token=a+b/c=="), 10).unwrap();
+        assert_eq!(q.token.as_deref(), Some("a+b/c=="));
         assert!(parse_query(Some("channels=bad%20name"), 10).is_err());
         assert!(parse_query(Some("format=xml"), 10).is_err());
         assert!(parse_query(Some("channels=a,b,c"), 2).is_err());
