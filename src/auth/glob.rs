@@ -12,6 +12,13 @@ impl Patterns {
             .iter()
             .any(|p| glob(p.as_bytes(), channel.as_bytes(), false))
     }
+
+    /// Whether a pattern that `keep` accepts matches `channel`.
+    pub fn matches_if(&self, channel: &str, keep: impl Fn(&str) -> bool) -> bool {
+        self.0
+            .iter()
+            .any(|p| keep(p) && glob(p.as_bytes(), channel.as_bytes(), false))
+    }
 }
 
 /// `*`-glob match without recursion: O(len(p) * len(s)) at worst, with both bounded.

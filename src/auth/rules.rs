@@ -181,6 +181,25 @@ pub fn may_subscribe(ns: &Namespaces, who: &Identity, channel: &str) -> Result<(
     Ok(())
 }
 
+/// Whether `pattern` (from `pub_channels`) may grant publishing to `channel`: a public
+/// channel, any pattern; a `...#<id>` channel, only a pattern that names a `#` itself; a
+/// channel of a private namespace, only a pattern that spells that namespace before
+/// its first `*` (`orders:*` reaches `orders:42`; `*` and `ticker:*` reach no user's
+/// channel).
+fn reaches(ns: &Namespaces, pattern: &str, channel: &str) -> bool {
+    if channel.contains('#') && !pattern.contains('#') {
+        return false;
+    }
+    if ns.of(channel).private {
+        let literal = pattern.split('*').next().unwrap_or("");
+        let name = Namespaces::name_of(channel);
+        return literal.len() > name.len()
+            && literal.starts_with(name)
+            && literal.as_bytes()[name.len()] == b':';
+    }
+    true
+}
+
 /// Whether `who` may publish to `channel`. `enabled`: the relay has a publish key or a
 /// JWT key (otherwise publishing from outside is off).
 ///
@@ -209,7 +228,7 @@ pub fn may_publish(
     if claims
         .pub_channels
         .as_ref()
-        .is_some_and(|p| p.matches(channel))
+        .is_some_and(|p| p.matches_if(channel, |pat| reaches(ns, pat, channel)))
     {
         return Ok(());
     }
@@ -366,6 +385,19 @@ mod tests {
         p.claims.as_mut().unwrap().pub_channels = pats(&["ticker:*"]);
         assert_eq!(may_publish(&ns, &p, "ticker:X", true), Ok(()));
         assert!(may_publish(&ns, &p, "signals", true).is_err());
+        // A pattern never reaches a user's private channel unless it names it.
+        assert!(may_publish(&ns, &p, "ticker:X#42", true).is_err());
+        let mut all = user("feed");
+        all.claims.as_mut().unwrap().pub_channels = pats(&["*"]);
+        assert_eq!(may_publish(&ns, &all, "signals", true), Ok(()));
+        for private in ["user:42", "orders:42", "ticker:X#42", "inbox:8"] {
+            assert!(may_publish(&ns, &all, private, true).is_err(), "{private}");
+        }
+        let mut feed = user("feed");
+        feed.claims.as_mut().unwrap().pub_channels = pats(&["orders:*", "ticker:*#*"]);
+        assert_eq!(may_publish(&ns, &feed, "orders:42", true), Ok(()));
+        assert_eq!(may_publish(&ns, &feed, "ticker:X#42", true), Ok(()));
+        assert!(may_publish(&ns, &feed, "user:42", true).is_err());
         let key = Identity {
             publisher: true,
             claims: None,
