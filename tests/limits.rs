@@ -159,6 +159,16 @@ async fn subscriptions_per_connection_are_exact() {
     subscribe(&mut c, &["c", "a"]).await; // `a` again costs nothing: 3 held
     send(&mut c, r#"{"op":"subscribe","channels":["d"],"id":1}"#).await;
     assert_eq!(recv(&mut c).await["code"], "too_many_subscriptions");
+    // One command naming more than the limit is refused while it is read: the bad
+    // name past the limit is never reached (and duplicates count once).
+    let mut fresh = ws(&r.url("")).await;
+    let cmd = r#"{"op":"subscribe","id":2,"channels":["a","a","b","c","d","bad name"]}"#;
+    send(&mut fresh, cmd).await;
+    let e = recv(&mut fresh).await;
+    assert_eq!(
+        (e["code"].as_str(), e["id"].as_u64()),
+        (Some("too_many_subscriptions"), Some(2))
+    );
     // At the upgrade: 3 channels accepted, 4 refused with 400.
     let mut c = ws(&r.url("?channels=a,b,c")).await;
     assert_eq!(recv(&mut c).await["type"], "subscribed");

@@ -11,12 +11,23 @@ use crate::protocol::format::Format;
 #[derive(Debug, Clone, Copy)]
 pub struct V1 {
     format: Format,
+    /// Channel lists longer than this are refused while parsing (`--max-subscriptions`).
+    max_channels: usize,
 }
 
 impl V1 {
     /// Protocol v1 with channel messages in `format`.
     pub fn new(format: Format) -> V1 {
-        V1 { format }
+        V1 {
+            format,
+            max_channels: usize::MAX,
+        }
+    }
+
+    /// Refuses channel lists of more than `max` distinct names as it parses them.
+    pub fn with_max_channels(mut self, max: usize) -> V1 {
+        self.max_channels = max;
+        self
     }
 }
 
@@ -32,7 +43,7 @@ impl Dialect for V1 {
                 "binary messages are not supported: send JSON text",
             ));
         }
-        match command::parse(payload) {
+        match command::parse_limited(payload, self.max_channels) {
             Ok(r) => Inbound::Request(r),
             Err(e) => Inbound::Invalid(e),
         }

@@ -165,18 +165,22 @@ pub fn parse_query(query: Option<&str>, max_subscriptions: usize) -> Result<Quer
                 }
             }
             "channels" => {
+                let mut seen = std::collections::HashSet::new();
+                seen.extend(q.channels.iter().cloned());
                 for name in v.split(',').filter(|c| !c.is_empty()) {
                     let name = channel::validate(name.as_bytes())
                         .map_err(|e| reject(StatusCode::BAD_REQUEST, e.reason()))?;
-                    if !q.channels.iter().any(|c| c == name) {
-                        q.channels.push(name.to_owned());
+                    if !seen.insert(name.to_owned()) {
+                        continue;
                     }
-                }
-                if q.channels.len() > max_subscriptions {
-                    return Err(reject(
-                        StatusCode::BAD_REQUEST,
-                        "more channels than the subscription limit",
-                    ));
+                    // Refused at the limit, before reading (and validating) the rest.
+                    if q.channels.len() == max_subscriptions {
+                        return Err(reject(
+                            StatusCode::BAD_REQUEST,
+                            "more channels than the subscription limit",
+                        ));
+                    }
+                    q.channels.push(name.to_owned());
                 }
             }
             _ => {}
@@ -272,7 +276,7 @@ pub async fn handle(mut req: Request<Incoming>, relay: Arc<Relay>, peer: SocketA
             "connection limit reached",
         ));
     };
-    let format = query.format;
+    let v1 = V1::new(query.format).with_max_channels(relay.config.max_subscriptions);
     let echo = relay.config.echo;
     let params = Params {
         identity,
@@ -300,7 +304,7 @@ pub async fn handle(mut req: Request<Incoming>, relay: Arc<Relay>, peer: SocketA
                 if echo {
                     session::run($r, $w, task_relay, Echo, params).await
                 } else {
-                    session::run($r, $w, task_relay, V1::new(format), params).await
+                    session::run($r, $w, task_relay, v1, params).await
                 }
             };
         }
@@ -484,6 +488,13 @@ mod tests {
         assert!(parse_query(Some("channels=bad%20name"), 10).is_err());
         assert!(parse_query(Some("format=xml"), 10).is_err());
         assert!(parse_query(Some("channels=a,b,c"), 2).is_err());
+        assert_eq!(
+            parse_query(Some("channels=a,b,a,b,a"), 2).unwrap().channels,
+            ["a", "b"]
+        );
+        // Stopped at the limit: the bad name after it is never looked at.
+        let e = parse_query(Some("channels=a,b,c,bad%20name"), 2).unwrap_err();
+        assert!(format!("{e:?}").contains("subscription limit"), "{e:?}");
         assert_eq!(parse_query(None, 1).unwrap(), Query::default());
     }
 }

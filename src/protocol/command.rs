@@ -170,6 +170,13 @@ fn err(id: &Option<Id>, code: ErrorCode, message: &'static str) -> ProtoError {
 
 /// Parses one client command. `buf` is used as scratch by simd-json.
 pub fn parse(buf: &mut [u8]) -> Result<Request<'_>, ProtoError> {
+    parse_limited(buf, usize::MAX)
+}
+
+/// [`parse`], refusing (`too_many_subscriptions`) a channel list with more than
+/// `max_channels` distinct names as soon as it gets there, without reading the rest:
+/// a connection may hold no more, so the work per command stays bounded by the limit.
+pub fn parse_limited(buf: &mut [u8], max_channels: usize) -> Result<Request<'_>, ProtoError> {
     // The raw `data` must be taken before simd-json rewrites the buffer.
     let data = match json::top_level_span(buf, b"data") {
         Ok(Some(r)) => Some(Bytes::copy_from_slice(&buf[r])),
@@ -210,7 +217,7 @@ pub fn parse(buf: &mut [u8]) -> Result<Request<'_>, ProtoError> {
     };
     let command = match op {
         "subscribe" | "unsubscribe" => {
-            let channels = channel_list(&obj, &id)?;
+            let channels = channel_list(&obj, &id, max_channels)?;
             if op == "subscribe" {
                 let recover = recover_list(&obj, &id, &channels)?;
                 let max_rate =
@@ -279,11 +286,16 @@ fn single_channel<'a>(
     }
 }
 
+/// Lists longer than this deduplicate through a hash set instead of a scan.
+const SCAN_DEDUP: usize = 16;
+
 fn channel_list<'a>(
     obj: &simd_json::tape::Object<'_, 'a>,
     id: &Option<Id>,
+    max: usize,
 ) -> Result<Channels<'a>, ProtoError> {
     let mut out = Channels::new();
+    let mut seen: Option<std::collections::HashSet<&'a str>> = None;
     if let Some(list) = obj.get("channels") {
         let Some(list) = list.as_array() else {
             return Err(bad(id, "channels must be an array of strings"));
@@ -297,8 +309,23 @@ fn channel_list<'a>(
                 ));
             };
             let name = checked(name, id)?;
-            if !out.contains(&name) {
-                out.push(name);
+            let new = match &mut seen {
+                Some(set) => set.insert(name),
+                None => !out.contains(&name),
+            };
+            if !new {
+                continue;
+            }
+            if out.len() == max {
+                return Err(err(
+                    id,
+                    ErrorCode::TooManySubscriptions,
+                    "more channels than a connection may hold (see max_subscriptions)",
+                ));
+            }
+            out.push(name);
+            if seen.is_none() && out.len() > SCAN_DEDUP {
+                seen = Some(out.iter().copied().collect());
             }
         }
     } else if obj.get("channel").is_some() {
@@ -508,5 +535,31 @@ mod tests {
             "]".repeat(60_000)
         );
         assert_eq!(code(&deep), ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn a_channel_list_is_refused_at_the_limit_without_reading_the_rest() {
+        let mut names: Vec<String> = (0..41).map(|i| format!("\"c{i}\"")).collect();
+        names.push("\"bad name\"".into());
+        let cmd = format!(
+            r#"{{"op":"subscribe","id":1,"channels":[{}]}}"#,
+            names.join(",")
+        );
+        let e = parse_limited(&mut cmd.clone().into_bytes(), 40).unwrap_err();
+        assert_eq!(e.code, ErrorCode::TooManySubscriptions);
+        assert_eq!(e.id, Some(Id::from_u64(1)));
+        // Without the limit the whole list is read, and the bad name found.
+        let e = parse(&mut cmd.into_bytes()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidChannel);
+        // Duplicates count once, in first-seen order, past the scan threshold too.
+        let many: Vec<String> = (0..3000).map(|i| format!("\"c{}\"", i % 30)).collect();
+        let cmd = format!(r#"{{"op":"unsubscribe","channels":[{}]}}"#, many.join(","));
+        let mut buf = cmd.into_bytes();
+        let r = parse_limited(&mut buf, 30).unwrap();
+        let Command::Unsubscribe { channels } = r.command else {
+            panic!("unsubscribe")
+        };
+        let want: Vec<String> = (0..30).map(|i| format!("c{i}")).collect();
+        assert_eq!(channels.to_vec(), want);
     }
 }
