@@ -82,16 +82,33 @@ impl Outbox {
     /// Caps channel `key`'s messages at one per `interval` (`None`: uncapped).
     pub fn set_rate(&self, key: u64, name: &Arc<str>, interval: Option<Duration>) {
         let mut st = self.state.lock();
-        st.rates.retain(|r| r.key != key);
-        if let Some(interval) = interval {
-            st.rates.push(Rate {
+        // A newest value held back by the old cap is not dropped: it stays held under
+        // the new cap (due when the old one said), or goes out now when uncapped.
+        let (held, next_at) = match st.rates.iter().position(|r| r.key == key) {
+            Some(i) => {
+                let old = st.rates.swap_remove(i);
+                (old.held, old.next_at)
+            }
+            None => (None, Instant::now()),
+        };
+        match (interval, held) {
+            (Some(interval), held) => st.rates.push(Rate {
                 key,
                 name: name.clone(),
                 interval,
-                next_at: Instant::now(),
-                held: None,
-            });
+                next_at,
+                held,
+            }),
+            (None, Some(frame)) => {
+                // Every result but an overflow is fine here; an overflow closes the
+                // connection as any push past the limit does.
+                let _ = self.conflate(st, &frame, key, name);
+                return;
+            }
+            (None, None) => {}
         }
+        drop(st);
+        self.wake.notify_one(); // the next due time may have changed
     }
 }
 
@@ -126,5 +143,23 @@ mod tests {
             Push::Queued,
             "uncapped again"
         );
+    }
+
+    #[test]
+    fn changing_the_cap_keeps_the_newest_held_value() {
+        let o = Outbox::with_lanes(10_000, 10_000, Duration::from_secs(60));
+        let a: Arc<str> = "ticker:A".into();
+        o.set_rate(1, &a, Some(Duration::from_secs(60)));
+        assert_eq!(o.push_lane(&f(1), &lane(1, &a)), Push::Queued);
+        assert_eq!(o.push_lane(&f(2), &lane(1, &a)), Push::Queued, "held");
+        assert_eq!(take_all(&o), vec![f(1)]);
+        // Re-subscribing with another max_rate: still held, not lost.
+        o.set_rate(1, &a, Some(Duration::from_secs(30)));
+        assert!(take_all(&o).is_empty(), "still within the interval");
+        // Re-subscribing without max_rate: the held newest value goes out now.
+        o.set_rate(1, &a, None);
+        assert_eq!(take_all(&o), vec![f(2)]);
+        assert_eq!(o.push_lane(&f(3), &lane(1, &a)), Push::Queued);
+        assert_eq!(take_all(&o), vec![f(3)], "uncapped");
     }
 }
