@@ -19,8 +19,12 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::config::Config;
 use crate::relay::Relay;
 
+/// Serves one HTTP/1.1 connection (and its upgrade). Accepted during the drain, it
+/// answers one request and closes: `/health` says `draining`, an upgrade gets 503.
 async fn serve_connection(stream: TcpStream, peer: SocketAddr, relay: Arc<Relay>) {
-    let _live = relay.track();
+    let draining = relay.is_shutting_down();
+    // Drain-time connections are not waited for: they hold no session.
+    let _live = (!draining).then(|| relay.track());
     let cfg = &relay.config;
     let svc_relay = relay.clone();
     let svc = service_fn(move |req| {
@@ -32,9 +36,14 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, relay: Arc<Relay>
         .header_read_timeout(Duration::from_millis(cfg.handshake_timeout_ms))
         .max_buf_size(cfg.max_header_bytes.max(8192))
         .max_header_size(cfg.max_header_bytes)
+        .keep_alive(!draining)
         .serve_connection(TokioIo::new(stream), svc)
         .with_upgrades();
     tokio::pin!(conn);
+    if draining {
+        let _ = conn.await;
+        return;
+    }
     tokio::select! {
         _ = conn.as_mut() => {}
         _ = relay.shutdown_started() => {
@@ -90,12 +99,29 @@ pub async fn serve(listener: TcpListener, relay: Arc<Relay>, shutdown: impl Futu
         nodelay.apply(&stream);
         tokio::spawn(serve_connection(stream, peer, relay.clone()));
     }
-    drop(listener);
     tracing::info!("shutting down: closing connections with 1001");
     relay.drain.begin();
     relay.close_all();
+    // The listener stays open while connections drain, so load balancers see
+    // `/health` answer 503 `draining` (and new upgrades 503) instead of a refused port.
     let grace = Duration::from_millis(cfg.shutdown_grace_ms);
-    if !relay.drain.wait_all_gone(grace).await {
+    let answer_while_draining = async {
+        loop {
+            match listener.accept().await {
+                Ok((stream, peer)) => {
+                    nodelay.apply(&stream);
+                    tokio::spawn(serve_connection(stream, peer, relay.clone()));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    };
+    let drained = tokio::select! {
+        d = relay.drain.wait_all_gone(grace) => d,
+        _ = answer_while_draining => false,
+    };
+    drop(listener);
+    if !drained {
         tracing::warn!(
             left = relay.drain.live(),
             "shutdown grace over; dropping connections"

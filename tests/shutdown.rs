@@ -25,6 +25,34 @@ async fn shutdown_sends_queued_messages_then_1001() {
 }
 
 #[tokio::test]
+async fn health_answers_draining_and_upgrades_503_while_connections_drain() {
+    let mut r = start(tickrelay::Config {
+        close_timeout_ms: 3_000,
+        ..config()
+    })
+    .await;
+    // A client that never answers the close keeps the drain going for close_timeout.
+    let mut a = RawWs::connect(r.addr, "").await;
+    let (status, _, body) = http(r.addr, "GET", "/health", &[], b"").await;
+    assert_eq!((status, body.trim()), (200, r#"{"status":"ok"}"#));
+    r.begin_stop();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, _, body) = http(r.addr, "GET", "/health", &[], b"").await;
+        if status == 503 {
+            assert_eq!(body.trim(), "draining");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never draining");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, _, body) = http(r.addr, "GET", "/ws", &UPGRADE, b"").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(a.expect_close().await, Some(1001));
+    r.stop().await;
+}
+
+#[tokio::test]
 async fn the_binary_runs_the_demo_and_exits_0_on_sigterm() {
     let bin = env!("CARGO_BIN_EXE_tickrelay");
     let port = {

@@ -61,6 +61,13 @@ impl TestRelay {
         format!("ws://{}/ws{}", self.addr, query)
     }
 
+    /// Signals shutdown without waiting for it (then [`TestRelay::stop`] waits).
+    pub fn begin_stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+
     /// Signals shutdown and waits for `serve` to return.
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
