@@ -57,6 +57,9 @@ pub const DEFAULT_JWT_LEEWAY_SECS: u64 = 5;
 pub const DEFAULT_AUTH_TIMEOUT_MS: u64 = 10_000;
 /// Default for `--max-connections-per-ip`.
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1_000;
+/// Default WebSocket places kept for trusted credentials (at most a tenth of
+/// `--max-connections`).
+pub const DEFAULT_TRUSTED_RESERVE: usize = 16;
 /// Default for `--max-commands-per-sec`.
 pub const DEFAULT_MAX_COMMANDS_PER_SEC: u32 = 50;
 /// Default for `--command-burst`.
@@ -194,6 +197,13 @@ pub struct Config {
     #[arg(long, env = "TICKRELAY_MAX_CONNECTIONS_PER_IP", default_value_t = DEFAULT_MAX_CONNECTIONS_PER_IP)]
     pub max_connections_per_ip: usize,
 
+    /// WebSocket places only the publish key or an admin token may take, so a feed
+    /// handler can always connect to a full relay (at most a tenth of
+    /// `--max-connections`). Trusted credentials shown at the upgrade are also exempt
+    /// from `--max-connections-per-ip`.
+    #[arg(long, env = "TICKRELAY_TRUSTED_RESERVE", default_value_t = DEFAULT_TRUSTED_RESERVE)]
+    pub trusted_reserve: usize,
+
     /// Commands per second a connection may send (token bucket rate; 0: no limit).
     /// More get `rate_limited`. Connections with the publish key or an admin token are exempt.
     #[arg(long, env = "TICKRELAY_MAX_COMMANDS_PER_SEC", default_value_t = DEFAULT_MAX_COMMANDS_PER_SEC)]
@@ -262,6 +272,7 @@ impl Default for Config {
             auth_timeout_ms: DEFAULT_AUTH_TIMEOUT_MS,
             allowed_origins: Vec::new(),
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            trusted_reserve: DEFAULT_TRUSTED_RESERVE,
             max_commands_per_sec: DEFAULT_MAX_COMMANDS_PER_SEC,
             command_burst: DEFAULT_COMMAND_BURST,
             rate_limit_close_after: DEFAULT_RATE_LIMIT_CLOSE_AFTER,
@@ -374,6 +385,7 @@ impl Config {
                 "max-connections-per-ip",
                 self.max_connections_per_ip.to_string(),
             ),
+            ("trusted-reserve", self.trusted_reserve.to_string()),
             (
                 "max-commands-per-sec",
                 self.max_commands_per_sec.to_string(),

@@ -146,11 +146,20 @@ impl Relay {
         self.drain.track()
     }
 
-    /// Takes a WebSocket place, or `None` at `max_connections`.
-    pub fn ws_slot(self: &Arc<Self>) -> Option<WsSlot> {
+    /// Takes a WebSocket place, or `None` at `max_connections`. The last
+    /// `trusted_reserve` places (at most a tenth of them) are for `trusted` connections
+    /// only (the publish key, admin tokens).
+    pub fn ws_slot(self: &Arc<Self>, trusted: bool) -> Option<WsSlot> {
+        let cfg = &self.config;
+        let reserve = cfg.trusted_reserve.min(cfg.max_connections / 10);
+        let limit = if trusted {
+            cfg.max_connections
+        } else {
+            cfg.max_connections - reserve
+        };
         let m = &self.metrics;
         let before = m.connections.fetch_add(1, Ordering::Relaxed);
-        if before as usize >= self.config.max_connections {
+        if before as usize >= limit {
             m.connections.fetch_sub(1, Ordering::Relaxed);
             return None;
         }

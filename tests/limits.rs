@@ -39,6 +39,57 @@ async fn upgrade_over(stream: TcpStream, url: &str) -> Result<Ws, (u16, String)>
 }
 
 #[tokio::test]
+async fn the_publish_key_is_not_counted_per_address_and_has_reserved_places() {
+    let r = start(Config {
+        max_connections_per_ip: 2,
+        max_connections: 20,
+        trusted_reserve: 2, // places 19 and 20
+        ..config()
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(ws(&r.url("")).await);
+    }
+    assert_eq!(
+        ws_with(&r.url(""), &[]).await.err(),
+        Some(429),
+        "anonymous: per address"
+    );
+    let key = format!("Bearer {KEY}");
+    let publisher = ws_with(&r.url(""), &[("Authorization", &key)]).await;
+    assert!(
+        publisher.is_ok(),
+        "the publish key shown at the upgrade is exempt"
+    );
+    held.push(publisher.unwrap());
+    // 18 places are for anyone (20 - 2 reserved); the publisher holds one of them
+    // like any connection, so 15 more anonymous ones fill them, from other addresses.
+    let url = r.url("");
+    for n in 0..15 {
+        let from = format!("127.0.0.{}", 2 + n / 2);
+        let c = upgrade_over(tcp_from(&from, r.addr).await, &url).await;
+        held.push(c.expect("an untrusted place"));
+    }
+    r.wait_stats("18 connections", |s| s["connections"] == 18)
+        .await;
+    let Err((status, _)) = upgrade_over(tcp_from("127.0.0.9", r.addr).await, &url).await else {
+        panic!("an anonymous connection took a reserved place");
+    };
+    assert_eq!(status, 503);
+    // The publish key still gets the two reserved places, then none is left.
+    for _ in 0..2 {
+        let p = ws_with(&r.url(""), &[("Authorization", &key)]).await;
+        held.push(p.expect("a reserved place for the publish key"));
+    }
+    assert_eq!(
+        ws_with(&r.url(""), &[("Authorization", &key)]).await.err(),
+        Some(503)
+    );
+    r.stop().await;
+}
+
+#[tokio::test]
 async fn connections_per_address_are_exact_and_the_next_gets_429() {
     let r = start(Config {
         max_connections_per_ip: 3,
