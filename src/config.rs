@@ -182,6 +182,14 @@ pub struct Config {
     #[arg(long, env = "TICKRELAY_JWT_LEEWAY_SECS", default_value_t = DEFAULT_JWT_LEEWAY_SECS)]
     pub jwt_leeway_secs: u64,
 
+    /// Accept only tokens whose `aud` names this audience (then `aud` is required).
+    #[arg(long, env = "TICKRELAY_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Accept only tokens whose `iss` is this issuer (then `iss` is required).
+    #[arg(long, env = "TICKRELAY_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
     /// Time a connection that needs a credential has to send an `auth` op when it gave
     /// none at the upgrade (its `?channels=` need one, or no namespace is anonymous).
     /// Closed with 4001 after it.
@@ -269,6 +277,8 @@ impl Default for Config {
             jwt_secret: None,
             jwt_public_key: None,
             jwt_leeway_secs: DEFAULT_JWT_LEEWAY_SECS,
+            jwt_audience: None,
+            jwt_issuer: None,
             auth_timeout_ms: DEFAULT_AUTH_TIMEOUT_MS,
             allowed_origins: Vec::new(),
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
@@ -312,6 +322,8 @@ impl Config {
             secret: self.jwt_secret.as_deref(),
             public_key: self.jwt_public_key.as_deref(),
             leeway_secs: self.jwt_leeway_secs,
+            audience: self.jwt_audience.as_deref(),
+            issuer: self.jwt_issuer.as_deref(),
         }
     }
 
@@ -372,6 +384,16 @@ impl Config {
                     .map_or("<unset>".into(), |p| p.display().to_string()),
             ),
             ("jwt-leeway-secs", self.jwt_leeway_secs.to_string()),
+            (
+                "jwt-audience",
+                self.jwt_audience
+                    .clone()
+                    .unwrap_or_else(|| "<unset>".into()),
+            ),
+            (
+                "jwt-issuer",
+                self.jwt_issuer.clone().unwrap_or_else(|| "<unset>".into()),
+            ),
             ("auth-timeout-ms", self.auth_timeout_ms.to_string()),
             (
                 "allowed-origins",

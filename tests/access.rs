@@ -117,7 +117,9 @@ async fn publish_rights_follow_the_key_admin_pub_channels_and_namespace() {
     );
     let r = start(cfg).await;
     let feed = hs(json!({"sub":"feed","exp":now() + 60,"pub_channels":["ticker:*"]}));
-    let admin = hs(json!({"sub":"ops","exp":now() + 60,"admin":true}));
+    let admin = hs(json!({"sub":"ops","exp":now() + 60,"tickrelay_admin":true}));
+    // Another service's generic `admin` claim grants nothing here.
+    let other = hs(json!({"sub":"ops","exp":now() + 60,"admin":true}));
     let plain = user("u");
     let publish = |ch: &str| json!({"op":"publish","channel":ch,"data":1,"id":"p"}).to_string();
     let outcome = |v: Value| -> String {
@@ -133,6 +135,8 @@ async fn publish_rights_follow_the_key_admin_pub_channels_and_namespace() {
         ("feed", Some(&feed), "user:u", "forbidden"),
         ("admin", Some(&admin), "signals", "ok"),
         ("admin", Some(&admin), "user:u", "ok"),
+        ("generic admin claim", Some(&other), "signals", "forbidden"),
+        ("generic admin claim", Some(&other), "user:u", "forbidden"),
         ("plain", Some(&plain), "chat:room", "ok"),
         ("plain", Some(&plain), "ticker:X", "forbidden"),
         ("anonymous", None, "chat:room", "unauthorized"),
@@ -262,7 +266,10 @@ async fn history_over_http_follows_the_subscribe_rules() {
     assert_eq!(get(user("42")).await, 200);
     assert_eq!(get(user("7")).await, 403);
     assert_eq!(
-        get(hs(json!({"sub":"ops","admin":true,"exp": now() + 60}))).await,
+        get(hs(
+            json!({"sub":"ops","tickrelay_admin":true,"exp": now() + 60})
+        ))
+        .await,
         200
     );
     assert_eq!(get(KEY.to_string()).await, 200);

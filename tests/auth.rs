@@ -85,7 +85,7 @@ fn bad_tokens() -> Vec<(&'static str, String)> {
         ),
         (
             "malformed: admin as a string",
-            hs(json!({"sub":"u1","exp":t + 3600,"admin":"true"})),
+            hs(json!({"sub":"u1","exp":t + 3600,"tickrelay_admin":"true"})),
         ),
         ("no exp", hs(json!({"sub":"u1"}))),
         (
@@ -109,6 +109,60 @@ fn bad_tokens() -> Vec<(&'static str, String)> {
             hs(json!({"sub":"u1","exp":t + 3600,"nbf":(t + 600).to_string()})),
         ),
     ]
+}
+
+#[tokio::test]
+async fn audience_and_issuer_are_checked_when_configured() {
+    let r = start(tickrelay::Config {
+        jwt_audience: Some("tickrelay-prod".into()),
+        jwt_issuer: Some("https://auth.example".into()),
+        ..hs_config()
+    })
+    .await;
+    let t = now() + 600;
+    let good = json!({"sub":"u1","exp":t,"aud":"tickrelay-prod","iss":"https://auth.example"});
+    assert!(ws_with(&r.url(&format!("?token={}", hs(good))), &[])
+        .await
+        .is_ok());
+    let many_aud =
+        json!({"sub":"u1","exp":t,"aud":["x","tickrelay-prod"],"iss":"https://auth.example"});
+    assert!(ws_with(&r.url(&format!("?token={}", hs(many_aud))), &[])
+        .await
+        .is_ok());
+    for (what, claims, reason) in [
+        (
+            "wrong aud",
+            json!({"exp":t,"aud":"other","iss":"https://auth.example"}),
+            "wrong audience",
+        ),
+        (
+            "no aud",
+            json!({"exp":t,"iss":"https://auth.example"}),
+            "no aud claim",
+        ),
+        (
+            "wrong iss",
+            json!({"exp":t,"aud":"tickrelay-prod","iss":"https://evil"}),
+            "wrong issuer",
+        ),
+        (
+            "no iss",
+            json!({"exp":t,"aud":"tickrelay-prod"}),
+            "no iss claim",
+        ),
+    ] {
+        let (s, body) = refused(&r, &format!("?token={}", hs(claims)), &[]).await;
+        assert_eq!(s, 401, "{what}: {body}");
+        assert!(body.contains(reason), "{what}: {body}");
+    }
+    r.stop().await;
+    // Without the settings, aud and iss are not looked at (as before).
+    let r = start(hs_config()).await;
+    let any = json!({"sub":"u1","exp":t,"aud":"whatever","iss":"anyone"});
+    assert!(ws_with(&r.url(&format!("?token={}", hs(any))), &[])
+        .await
+        .is_ok());
+    r.stop().await;
 }
 
 #[tokio::test]

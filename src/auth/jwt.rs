@@ -26,9 +26,13 @@ pub struct Claims {
     pub sub_channels: Option<Patterns>,
     /// May publish to these.
     pub pub_channels: Option<Patterns>,
-    /// Publishes anywhere, subscribes to anything (private channels included).
+    /// Publishes anywhere, subscribes to anything (private channels included): the
+    /// `tickrelay_admin` claim (named so that no other service's `admin` grants it).
     pub admin: bool,
 }
+
+/// The claim that makes a token an admin of this relay.
+pub const ADMIN_CLAIM: &str = "tickrelay_admin";
 
 /// The claims as they are on the wire. Typed fields make a token with, say, a string
 /// `exp`, `nbf` or `admin` fail to decode rather than have the claim ignored.
@@ -44,7 +48,7 @@ struct WireClaims {
     sub_channels: Option<Vec<String>>,
     #[serde(default)]
     pub_channels: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, rename = "tickrelay_admin")]
     admin: bool,
 }
 
@@ -68,6 +72,10 @@ pub struct JwtSettings<'a> {
     pub public_key: Option<&'a Path>,
     /// Clock skew allowed for `exp` and `nbf`, in seconds.
     pub leeway_secs: u64,
+    /// `--jwt-audience`: the `aud` a token must name.
+    pub audience: Option<&'a str>,
+    /// `--jwt-issuer`: the `iss` a token must have.
+    pub issuer: Option<&'a str>,
 }
 
 /// Verifies JWTs with the configured keys. Each key accepts exactly one algorithm.
@@ -75,6 +83,8 @@ pub struct Verifier {
     secret: Option<DecodingKey>,
     public: Option<(DecodingKey, Algorithm)>,
     leeway: u64,
+    audience: Option<String>,
+    issuer: Option<String>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -83,6 +93,8 @@ impl std::fmt::Debug for Verifier {
             .field("hs256", &self.secret.is_some())
             .field("public", &self.public.as_ref().map(|(_, a)| *a))
             .field("leeway", &self.leeway)
+            .field("audience", &self.audience)
+            .field("issuer", &self.issuer)
             .finish()
     }
 }
@@ -111,6 +123,8 @@ impl Verifier {
             secret,
             public,
             leeway: settings.leeway_secs,
+            audience: settings.audience.map(str::to_owned),
+            issuer: settings.issuer.map(str::to_owned),
         }))
     }
 
@@ -132,8 +146,19 @@ impl Verifier {
         v.leeway = self.leeway;
         v.validate_exp = true;
         v.validate_nbf = true;
-        v.validate_aud = false;
-        v.set_required_spec_claims(&["exp"]);
+        let mut required = vec!["exp"];
+        match &self.audience {
+            Some(aud) => {
+                v.set_audience(&[aud]);
+                required.push("aud");
+            }
+            None => v.validate_aud = false,
+        }
+        if let Some(iss) = &self.issuer {
+            v.set_issuer(&[iss]);
+            required.push("iss");
+        }
+        v.set_required_spec_claims(&required);
         let data = jsonwebtoken::decode::<WireClaims>(token, key, &v).map_err(reason)?;
         let c = data.claims;
         Ok(Claims {
@@ -175,7 +200,11 @@ fn reason(e: jsonwebtoken::errors::Error) -> &'static str {
         K::ImmatureSignature => "invalid token: not valid yet (nbf)",
         K::InvalidSignature => "invalid token: bad signature",
         K::InvalidAlgorithm | K::InvalidAlgorithmName => "invalid token: algorithm not accepted",
+        K::MissingRequiredClaim(c) if c == "aud" => "invalid token: no aud claim",
+        K::MissingRequiredClaim(c) if c == "iss" => "invalid token: no iss claim",
         K::MissingRequiredClaim(_) => "invalid token: no exp claim",
+        K::InvalidAudience => "invalid token: wrong audience (aud)",
+        K::InvalidIssuer => "invalid token: wrong issuer (iss)",
         K::InvalidClaimFormat(_) | K::Json(_) => "invalid token: malformed claims",
         _ => "invalid token: malformed",
     }

@@ -28,7 +28,7 @@ mod rules;
 
 pub use deadline::{Deadline, Why, CLOSE_AUTH};
 pub use glob::{glob, Patterns};
-pub use jwt::{Claims, JwtSettings, Verifier, MAX_PATTERNS, MAX_PATTERN_BYTES};
+pub use jwt::{Claims, JwtSettings, Verifier, ADMIN_CLAIM, MAX_PATTERNS, MAX_PATTERN_BYTES};
 pub use rules::{
     check, may_publish, may_subscribe, origin_allowed, Credential, Denial, Identity, Keys,
 };
