@@ -443,3 +443,57 @@ async fn after_abusive_clients_leave_counts_queues_and_memory_return_to_baseline
     assert!(rss[1] < rss[0] + 16 * MIB, "no growth per round: {rss:?}");
     r.stop().await;
 }
+
+/// A client that sends pings and never reads: the relay holds one pong for it, not one per
+/// ping; with the command rate limit on, the flood is refused and then closed with 1008.
+#[tokio::test]
+async fn a_ping_flood_holds_one_pong_and_is_rate_limited() {
+    let r = start(Config {
+        max_commands_per_sec: 0, // off: only the one-pending-pong rule is at work
+        ..config()
+    })
+    .await;
+    let mut c = RawWs::connect_small_window(r.addr, "").await;
+    let pings: Vec<u8> = (0..20_000)
+        .flat_map(|_| masked_frame(true, 0x9, b"0123456789"))
+        .collect();
+    c.stream.write_all(&pings).await.unwrap();
+    // However many of them the relay has read by now, it holds at most one pong (before:
+    // one per ping, 12 bytes each, past what the 4 KiB window took).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let s = r.stats().await;
+    assert!(
+        s["queued_bytes"].as_u64().unwrap() <= 12,
+        "one 12-byte pong at most, not one per ping: {s}"
+    );
+    assert_eq!(s["slow_consumer_closes"], 0, "{s}");
+    r.stop().await;
+
+    let r = start(Config {
+        max_commands_per_sec: 10,
+        command_burst: 10,
+        rate_limit_close_after: 20,
+        ..config()
+    })
+    .await;
+    let mut c = RawWs::connect(r.addr, "").await;
+    let pings: Vec<u8> = (0..100)
+        .flat_map(|_| masked_frame(true, 0x9, b""))
+        .collect();
+    c.stream.write_all(&pings).await.unwrap();
+    let mut pongs = 0;
+    let code = loop {
+        match c.read_frame().await {
+            Some((0xA, _)) => pongs += 1,
+            Some((0x8, payload)) => break u16::from_be_bytes([payload[0], payload[1]]),
+            Some(_) => {}
+            None => panic!("closed without a close frame"),
+        }
+    };
+    assert_eq!(code, 1008);
+    // The burst is answered (pongs of pings read together coalesce), the rest not.
+    assert!((1..=10).contains(&pongs), "{pongs} pongs");
+    let s = r.stats().await;
+    assert_eq!(s["errors"]["rate_limited"], 1, "the close is counted: {s}");
+    r.stop().await;
+}

@@ -110,6 +110,9 @@ struct State {
     rates: Vec<Rate>,
     /// Messages this connection never got because a newer one replaced them.
     conflated: u64,
+    /// The answer to the latest ping, sent ahead of the queue: at most one is pending
+    /// (RFC 6455 §5.5.3 lets a pong answer only the most recent ping).
+    pong: Option<Bytes>,
 }
 
 /// A connection's bounded outbound queue.
@@ -215,6 +218,9 @@ impl Outbox {
     fn overflow(&self, mut st: MutexGuard<'_, State>) -> Push {
         let dropped: usize = st.queue.iter().map(Bytes::len).sum();
         st.bytes -= dropped;
+        if let Some(p) = st.pong.take() {
+            st.bytes -= p.len();
+        }
         st.dropped += st.queue.iter().filter(|f| !f.is_empty()).count() as u64;
         st.dropped += st.held.len() as u64;
         st.dropped += st.rates.iter().filter(|r| r.held.is_some()).count() as u64;
@@ -233,6 +239,27 @@ impl Outbox {
         self.wake.notify_one();
         self.doom.notify_one();
         Push::Overflow
+    }
+
+    /// Queues the answer to a ping, replacing one not sent yet: however many pings a
+    /// client sends without reading, it holds one pong here.
+    pub fn pong(&self, frame: Bytes) -> Push {
+        let mut st = self.state.lock();
+        if st.closing {
+            return Push::Closed;
+        }
+        let old = st.pong.as_ref().map_or(0, Bytes::len);
+        if st.bytes - old + frame.len() > self.limit {
+            return self.overflow(st);
+        }
+        st.bytes = st.bytes - old + frame.len();
+        let was_idle = st.queue.is_empty() && st.pong.is_none();
+        st.pong = Some(frame);
+        drop(st);
+        if was_idle {
+            self.wake.notify_one();
+        }
+        Push::Queued
     }
 
     /// Reserves the next place in the queue for a frame that is not built yet. Returns
@@ -293,6 +320,7 @@ impl Outbox {
         let mut st = self.state.lock();
         st.closing = true;
         st.bytes = 0;
+        st.pong = None;
         st.head_seq += st.queue.len() as u64;
         st.queue.clear();
         st.pending = None;
@@ -334,6 +362,10 @@ impl Outbox {
             }
         }
         st.head_seq += n as u64;
+        if let Some(p) = st.pong.take() {
+            bytes += p.len();
+            batch.push_front(p);
+        }
         Taken {
             bytes,
             last: st.closing && st.queue.is_empty(),
@@ -485,5 +517,25 @@ mod tests {
             encode::decode_head(&batch[1]).unwrap().opcode,
             encode::OP_CLOSE
         );
+    }
+
+    #[test]
+    fn a_ping_flood_holds_one_pong_sent_ahead_of_the_queue() {
+        let o = Outbox::new(100);
+        o.push(&f(10));
+        for i in 0..10_000u32 {
+            let p = Bytes::from(vec![0x8a, 4, 0, 0, (i >> 8) as u8, i as u8]);
+            assert_eq!(o.pong(p), Push::Queued);
+        }
+        assert_eq!(o.queued_bytes(), 10 + 6, "one pong counted, not 10,000");
+        let out = take_all(&o);
+        assert_eq!(out.len(), 2);
+        assert_eq!(
+            &out[0][4..],
+            &[0x27, 0x0f],
+            "the pong of the latest ping, first"
+        );
+        assert_eq!(out[1], f(10));
+        assert_eq!(o.queued_bytes(), 0);
     }
 }

@@ -121,6 +121,26 @@ impl<D: Dialect> Session<D> {
         }
     }
 
+    /// Applies the command rate limit to a ping (a control frame is as cheap to send
+    /// as a command): `None`, answer it; `Some(None)`, ignore it; `Some(Some(fail))`,
+    /// close. Not applied to trusted connections or to a conformance dialect.
+    pub(super) fn admit_control(&mut self) -> Option<Option<Fail>> {
+        if !D::RELAY || self.access.who.trusted() {
+            return None;
+        }
+        match self.access.limit.check(Instant::now()) {
+            Verdict::Run => None,
+            Verdict::Refuse => Some(None),
+            Verdict::Close => {
+                self.relay.metrics.error(ErrorCode::RateLimited);
+                Some(Some((
+                    CloseCode::POLICY,
+                    "control frame rate limit exceeded repeatedly",
+                )))
+            }
+        }
+    }
+
     /// Checks every channel of a subscribe; answers the first denial and returns false.
     pub(super) fn may_subscribe<S: AsRef<str>>(&self, id: Option<&Id>, channels: &[S]) -> bool {
         let ns = &self.relay.config.namespaces;

@@ -90,6 +90,15 @@ impl<D: Dialect> Session<D> {
         }
     }
 
+    fn pong(&self, frame: Bytes) {
+        if self.outbox.pong(frame) == Push::Overflow {
+            self.relay
+                .metrics
+                .slow_consumer_closes
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     fn error(&self, id: Option<&Id>, code: ErrorCode, message: &str) {
         self.relay.metrics.error(code);
         self.reply(self.dialect.error(id, code, message));

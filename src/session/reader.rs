@@ -103,8 +103,13 @@ fn on_frame<D: Dialect>(
     let op = match frame.opcode {
         OpCode::Close => return Some(on_close(&frame.payload)),
         OpCode::Ping => {
-            session.reply(encode::frame(encode::OP_PONG, &frame.payload));
-            return None;
+            return match session.admit_control() {
+                None => {
+                    session.pong(encode::frame(encode::OP_PONG, &frame.payload));
+                    None
+                }
+                Some(end) => end.map(End::Fail),
+            };
         }
         OpCode::Pong if frame.payload.len() > encode::MAX_CONTROL_PAYLOAD => {
             return Some(End::Fail((
