@@ -90,8 +90,15 @@ impl<D: Dialect> Session<D> {
         }
     }
 
+    /// Answers a ping. Relay dialects hold one pending pong (a flood costs nothing);
+    /// the conformance dialect answers every ping, as strict RFC 6455 suites expect.
     fn pong(&self, frame: Bytes) {
-        if self.outbox.pong(frame) == Push::Overflow {
+        let pushed = if D::RELAY {
+            self.outbox.pong(frame)
+        } else {
+            self.outbox.push(&frame)
+        };
+        if pushed == Push::Overflow {
             self.relay
                 .metrics
                 .slow_consumer_closes
