@@ -60,6 +60,8 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1_000;
 /// Default WebSocket places kept for trusted credentials (at most a tenth of
 /// `--max-connections`).
 pub const DEFAULT_TRUSTED_RESERVE: usize = 16;
+/// Default time a `/stats` or `/metrics` body is reused (ms).
+pub const DEFAULT_STATS_CACHE_MS: u64 = 1_000;
 /// Default for `--max-commands-per-sec`.
 pub const DEFAULT_MAX_COMMANDS_PER_SEC: u32 = 50;
 /// Default for `--command-burst`.
@@ -212,6 +214,11 @@ pub struct Config {
     #[arg(long, env = "TICKRELAY_TRUSTED_RESERVE", default_value_t = DEFAULT_TRUSTED_RESERVE)]
     pub trusted_reserve: usize,
 
+    /// `/stats` and `/metrics` answer from a snapshot at most this old (ms; 0: fresh
+    /// every time), so scrapers do not walk every channel and connection per request.
+    #[arg(long, env = "TICKRELAY_STATS_CACHE_MS", default_value_t = DEFAULT_STATS_CACHE_MS)]
+    pub stats_cache_ms: u64,
+
     /// Commands per second a connection may send (token bucket rate; 0: no limit).
     /// More get `rate_limited`. Connections with the publish key or an admin token are exempt.
     #[arg(long, env = "TICKRELAY_MAX_COMMANDS_PER_SEC", default_value_t = DEFAULT_MAX_COMMANDS_PER_SEC)]
@@ -283,6 +290,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             trusted_reserve: DEFAULT_TRUSTED_RESERVE,
+            stats_cache_ms: DEFAULT_STATS_CACHE_MS,
             max_commands_per_sec: DEFAULT_MAX_COMMANDS_PER_SEC,
             command_burst: DEFAULT_COMMAND_BURST,
             rate_limit_close_after: DEFAULT_RATE_LIMIT_CLOSE_AFTER,
@@ -408,6 +416,7 @@ impl Config {
                 self.max_connections_per_ip.to_string(),
             ),
             ("trusted-reserve", self.trusted_reserve.to_string()),
+            ("stats-cache-ms", self.stats_cache_ms.to_string()),
             (
                 "max-commands-per-sec",
                 self.max_commands_per_sec.to_string(),

@@ -80,6 +80,37 @@ impl Metrics {
     }
 }
 
+/// The last rendered `/stats` and `/metrics` bodies, reused for a short while so that a
+/// scraper (or many) does not walk every channel and connection per request.
+#[derive(Debug, Default)]
+pub struct SnapshotCache(
+    parking_lot::Mutex<[Option<(Instant, bytes::Bytes)>; SnapshotCache::SLOTS]>,
+);
+
+impl SnapshotCache {
+    /// How many bodies it holds (a slot each: one per endpoint and view).
+    pub const SLOTS: usize = 4;
+
+    /// The body in `slot` if it is younger than `ttl`, else a fresh one from `build`
+    /// (built under the lock: concurrent requests wait for one build, not do many).
+    pub fn get_or(
+        &self,
+        slot: usize,
+        ttl: std::time::Duration,
+        build: impl FnOnce() -> Vec<u8>,
+    ) -> bytes::Bytes {
+        let mut slots = self.0.lock();
+        if let Some((at, body)) = &slots[slot] {
+            if at.elapsed() < ttl {
+                return body.clone();
+            }
+        }
+        let body = bytes::Bytes::from(build());
+        slots[slot] = Some((Instant::now(), body.clone()));
+        body
+    }
+}
+
 /// Resident memory of this process in bytes (Linux; 0 elsewhere).
 pub fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

@@ -41,6 +41,8 @@ pub struct Relay {
     pub jwt: Option<Arc<crate::auth::Verifier>>,
     /// Open WebSockets per client address.
     pub per_ip: Arc<crate::limits::PerIp>,
+    /// `/stats` and `/metrics` bodies, reused for `--stats-cache-ms`.
+    pub snapshots: crate::metrics::SnapshotCache,
 }
 
 /// Holds one of the `max_connections` WebSocket places until dropped.
@@ -78,6 +80,7 @@ impl Relay {
             outboxes: Default::default(),
             jwt,
             per_ip,
+            snapshots: Default::default(),
         })
     }
 

@@ -278,3 +278,71 @@ async fn history_over_http_follows_the_subscribe_rules() {
     assert_eq!(status, 401);
     r.stop().await;
 }
+
+#[tokio::test]
+async fn stats_show_private_channels_only_to_the_publish_key_and_admins() {
+    let r = start(hs_config()).await;
+    let mut owner = ws(&r.url(&format!("?token={}", user("u42")))).await;
+    subscribe(&mut owner, &["user:u42", "ticker:PUB"]).await;
+    let names = |body: &str| -> Vec<String> {
+        let v: Value = serde_json::from_str(body).unwrap();
+        v["top_channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["channel"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (s, _, body) = http(r.addr, "GET", "/stats", &[], b"").await;
+    assert_eq!(s, 200);
+    assert_eq!(names(&body), ["ticker:PUB"], "who is online is not public");
+    let key = format!("Bearer {KEY}");
+    let (_, _, body) = http(r.addr, "GET", "/stats", &[("Authorization", &key)], b"").await;
+    assert_eq!(names(&body), ["ticker:PUB", "user:u42"]);
+    let admin = format!(
+        "Bearer {}",
+        hs(json!({"sub":"ops","exp":now() + 60,"tickrelay_admin":true}))
+    );
+    let (_, _, body) = http(r.addr, "GET", "/stats", &[("Authorization", &admin)], b"").await;
+    assert_eq!(names(&body).len(), 2);
+    let plain = format!("Bearer {}", user("u7"));
+    let (_, _, body) = http(r.addr, "GET", "/stats", &[("Authorization", &plain)], b"").await;
+    assert_eq!(names(&body), ["ticker:PUB"], "a user token is not trusted");
+    let (s, _, _) = http(
+        r.addr,
+        "GET",
+        "/stats",
+        &[("Authorization", "Bearer nope")],
+        b"",
+    )
+    .await;
+    assert_eq!(s, 401);
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn stats_and_metrics_answer_from_a_snapshot_for_stats_cache_ms() {
+    let r = start(tickrelay::Config {
+        stats_cache_ms: 60_000,
+        ..config()
+    })
+    .await;
+    let first = r.stats().await;
+    let (_, _, metrics) = http(r.addr, "GET", "/metrics", &[], b"").await;
+    r.publish("ticker:A", "1").await;
+    let again = r.stats().await;
+    assert_eq!(
+        again["messages_in"], first["messages_in"],
+        "served from the snapshot"
+    );
+    let (_, _, metrics_again) = http(r.addr, "GET", "/metrics", &[], b"").await;
+    assert_eq!(metrics, metrics_again);
+    r.stop().await;
+    // With 0 every request is fresh.
+    let r = start(config()).await;
+    r.publish("ticker:A", "1").await;
+    assert_eq!(r.stats().await["messages_in"], 1);
+    r.publish("ticker:A", "1").await;
+    assert_eq!(r.stats().await["messages_in"], 2);
+    r.stop().await;
+}

@@ -367,6 +367,7 @@ async fn memory_returns_to_baseline_after_channels_are_abandoned() {
     let mut child = tokio::process::Command::new(bin)
         .args(["--listen", &addr.to_string(), "--publish-key", KEY])
         .args(["--channel-idle-secs", "1", "--max-batch-items", "20000"])
+        .args(["--stats-cache-ms", "0"])
         .args(["--max-batch-bytes", "8000000"])
         // One malloc arena: RSS then follows live memory instead of which worker thread's
         // arena served each round.

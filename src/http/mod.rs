@@ -43,7 +43,7 @@ pub async fn route(req: Request<Incoming>, relay: Arc<Relay>, peer: SocketAddr) 
         }
         p if p.starts_with("/history/") => method_not_allowed("GET"),
         "/stats" | "/metrics" | "/health" if method == Method::GET || method == Method::HEAD => {
-            stats::handle(&path, &relay)
+            stats::handle(&path, req.headers(), &relay)
         }
         "/stats" | "/metrics" | "/health" => method_not_allowed("GET"),
         _ => text(

@@ -13,14 +13,37 @@ use crate::relay::Relay;
 /// How many channels `/stats` lists (most subscribed first).
 pub const STATS_CHANNELS: usize = 1000;
 
-/// Serves the three read-only endpoints.
-pub fn handle(path: &str, relay: &Relay) -> Resp {
+/// Serves the three read-only endpoints. `/stats` lists private channels (their names
+/// say which users are online) only to the publish key or an admin token
+/// (`Authorization: Bearer`); `/stats` and `/metrics` answer from a snapshot at most
+/// `--stats-cache-ms` old.
+pub fn handle(path: &str, headers: &hyper::HeaderMap, relay: &Relay) -> Resp {
+    let ttl = std::time::Duration::from_millis(relay.config.stats_cache_ms);
     match path {
         "/health" if relay.is_shutting_down() => text(StatusCode::SERVICE_UNAVAILABLE, "draining"),
         "/health" => json(StatusCode::OK, br#"{"status":"ok"}"#.to_vec()),
-        "/stats" => json(StatusCode::OK, stats_json(relay)),
+        "/stats" => {
+            let trusted = match super::upgrade::bearer(headers) {
+                None => false,
+                Some(t) => match crate::auth::check(relay.keys(), t) {
+                    Ok(cred) => {
+                        let mut who = crate::auth::Identity::default();
+                        cred.apply(&mut who);
+                        who.trusted()
+                    }
+                    Err(reason) => return text(StatusCode::UNAUTHORIZED, reason),
+                },
+            };
+            let body = relay
+                .snapshots
+                .get_or(trusted as usize, ttl, || stats_json(relay, trusted));
+            json(StatusCode::OK, body.to_vec())
+        }
         _ => {
-            let mut r = text(StatusCode::OK, &prometheus(relay));
+            let body = relay
+                .snapshots
+                .get_or(2, ttl, || prometheus(relay).into_bytes());
+            let mut r = text(StatusCode::OK, std::str::from_utf8(&body).unwrap_or(""));
             r.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,
                 hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
@@ -158,7 +181,7 @@ fn counters(relay: &Relay) -> [Counter; 15] {
     ]
 }
 
-fn stats_json(relay: &Relay) -> Vec<u8> {
+fn stats_json(relay: &Relay, trusted: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(1024);
     out.extend_from_slice(br#"{"uptime_s":"#);
     j::push_u64(&mut out, relay.metrics.started.elapsed().as_secs());
@@ -190,7 +213,11 @@ fn stats_json(relay: &Relay) -> Vec<u8> {
         );
     }
     out.extend_from_slice(br#"},"top_channels":["#);
-    for (i, (name, subs)) in relay.hub.top_channels(STATS_CHANNELS).iter().enumerate() {
+    let ns = &relay.config.namespaces;
+    // Anyone else sees public channels only.
+    let shown = |name: &str| trusted || ns.owner(name).is_none();
+    let top = relay.hub.top_channels_where(STATS_CHANNELS, shown);
+    for (i, (name, subs)) in top.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }

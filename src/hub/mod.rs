@@ -487,10 +487,19 @@ impl Hub {
 
     /// Channels with their subscriber counts, most subscribed first, at most `limit`.
     pub fn top_channels(&self, limit: usize) -> Vec<(String, usize)> {
+        self.top_channels_where(limit, |_| true)
+    }
+
+    /// [`Hub::top_channels`] among the channels `keep` accepts.
+    pub fn top_channels_where(
+        &self,
+        limit: usize,
+        keep: impl Fn(&str) -> bool,
+    ) -> Vec<(String, usize)> {
         let mut all = Vec::new();
         for shard in self.shards.iter() {
             let map = shard.channels.read();
-            for (name, ch) in map.iter() {
+            for (name, ch) in map.iter().filter(|(n, _)| keep(n)) {
                 all.push((name.to_string(), ch.state.lock().subscriber_count()));
             }
         }

@@ -34,6 +34,8 @@ pub struct TestRelay {
 pub fn config() -> Config {
     Config {
         publish_key: Some(KEY.into()),
+        // Tests read counters right after acting; the snapshot cache has its own test.
+        stats_cache_ms: 0,
         ..Config::default()
     }
 }
