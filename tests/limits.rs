@@ -497,3 +497,39 @@ async fn a_ping_flood_holds_one_pong_and_is_rate_limited() {
     assert_eq!(s["errors"]["rate_limited"], 1, "the close is counted: {s}");
     r.stop().await;
 }
+
+/// A peer with a zero window on a quiet channel: the write blocks, and the heartbeat's
+/// idle timeout must still end the session (it used to hold its place forever).
+#[tokio::test]
+async fn a_writer_blocked_on_a_full_socket_still_times_out_an_idle_peer() {
+    let r = start(Config {
+        heartbeat_ms: 200, // silent for 500 ms: gone
+        queue_bytes: 64 << 20,
+        conflate_after_bytes: 64 << 20,
+        ..config()
+    })
+    .await;
+    let c = RawWs::connect_small_window(r.addr, "?channels=signals").await;
+    // Enough to fill the 4 KiB window and the relay's send buffer, far under the queue.
+    let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(60_000));
+    for _ in 0..80 {
+        r.publish("signals", &big).await;
+    }
+    let s = r.stats().await;
+    assert_eq!(s["connections"], 1, "{s}");
+    assert!(
+        s["queued_bytes"].as_u64().unwrap() > 1 << 20,
+        "the write is blocked: {s}"
+    );
+    r.wait_stats("the silent, blocked peer dropped", |s| {
+        s["connections"] == 0
+    })
+    .await;
+    assert_eq!(
+        r.stats().await["slow_consumer_closes"],
+        0,
+        "not a slow-consumer close"
+    );
+    drop(c);
+    r.stop().await;
+}

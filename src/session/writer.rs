@@ -97,10 +97,19 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
             tokio::pin!(write);
             match std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
                 Poll::Ready(r) => r,
-                Poll::Pending => tokio::select! {
-                    r = &mut write => r,
-                    _ = outbox.doomed(grace) => Err(std::io::ErrorKind::TimedOut.into()),
-                },
+                // The socket is full. Boxed: this state exists only while a write waits,
+                // and an idle connection's future stays as small as it was.
+                Poll::Pending => {
+                    let timers = Timers {
+                        outbox,
+                        last_seen,
+                        deadline,
+                        idle: cfg.idle_timeout(),
+                        grace,
+                        close_after: Duration::from_millis(cfg.close_timeout_ms),
+                    };
+                    Box::pin(timers.race(write.as_mut())).await
+                }
             }
         };
         batch.clear();
@@ -122,6 +131,47 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), w.shutdown()).await;
+}
+
+/// What a write blocked on a full socket still answers to: a slow-consumer doom, the
+/// peer's silence past the idle timeout, the auth deadline, and a close that cannot get
+/// through. Any of them abandons the write (the socket is dropped: nothing more can be
+/// sent to a peer that does not read).
+struct Timers<'a> {
+    outbox: &'a Outbox,
+    last_seen: &'a LastSeen,
+    deadline: &'a crate::auth::Deadline,
+    idle: Duration,
+    grace: Duration,
+    close_after: Duration,
+}
+
+impl Timers<'_> {
+    async fn race<F>(self, mut write: std::pin::Pin<&mut F>) -> io::Result<usize>
+    where
+        F: Future<Output = io::Result<usize>>,
+    {
+        let blocked_since = Instant::now();
+        let timed_out = || Err(io::ErrorKind::TimedOut.into());
+        loop {
+            let now = Instant::now();
+            if self.deadline.fire(now).is_some()
+                || self.last_seen.silent_for() >= self.idle
+                || (self.outbox.is_closing() && now >= blocked_since + self.close_after)
+            {
+                return timed_out();
+            }
+            let mut check_at = now + (self.idle / 4).max(Duration::from_millis(10));
+            if let Some(d) = self.deadline.due() {
+                check_at = check_at.min(d);
+            }
+            tokio::select! {
+                r = write.as_mut() => return r,
+                _ = self.outbox.doomed(self.grace) => return timed_out(),
+                _ = tokio::time::sleep_until(check_at) => {}
+            }
+        }
+    }
 }
 
 /// Frames per `writev` call (well under the kernel's IOV_MAX of 1024). At ~150-byte ticks
