@@ -62,6 +62,8 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1_000;
 pub const DEFAULT_TRUSTED_RESERVE: usize = 16;
 /// Default time a `/stats` or `/metrics` body is reused (ms).
 pub const DEFAULT_STATS_CACHE_MS: u64 = 1_000;
+/// Default channel places only publishers may create (at most a tenth of `--max-channels`).
+pub const DEFAULT_PUBLISHER_CHANNEL_RESERVE: usize = 10_000;
 /// Default for `--max-commands-per-sec`.
 pub const DEFAULT_MAX_COMMANDS_PER_SEC: u32 = 50;
 /// Default for `--command-burst`.
@@ -219,6 +221,12 @@ pub struct Config {
     #[arg(long, env = "TICKRELAY_STATS_CACHE_MS", default_value_t = DEFAULT_STATS_CACHE_MS)]
     pub stats_cache_ms: u64,
 
+    /// Channel places (at most a tenth of `--max-channels`) that only publishes (and
+    /// trusted subscribers) may create: clients subscribing to made-up names can fill
+    /// the rest, never these, so a feed can always publish to a new channel.
+    #[arg(long, env = "TICKRELAY_PUBLISHER_CHANNEL_RESERVE", default_value_t = DEFAULT_PUBLISHER_CHANNEL_RESERVE)]
+    pub publisher_channel_reserve: usize,
+
     /// Commands per second a connection may send (token bucket rate; 0: no limit).
     /// More get `rate_limited`. Connections with the publish key or an admin token are exempt.
     #[arg(long, env = "TICKRELAY_MAX_COMMANDS_PER_SEC", default_value_t = DEFAULT_MAX_COMMANDS_PER_SEC)]
@@ -291,6 +299,7 @@ impl Default for Config {
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             trusted_reserve: DEFAULT_TRUSTED_RESERVE,
             stats_cache_ms: DEFAULT_STATS_CACHE_MS,
+            publisher_channel_reserve: DEFAULT_PUBLISHER_CHANNEL_RESERVE,
             max_commands_per_sec: DEFAULT_MAX_COMMANDS_PER_SEC,
             command_burst: DEFAULT_COMMAND_BURST,
             rate_limit_close_after: DEFAULT_RATE_LIMIT_CLOSE_AFTER,
@@ -417,6 +426,10 @@ impl Config {
             ),
             ("trusted-reserve", self.trusted_reserve.to_string()),
             ("stats-cache-ms", self.stats_cache_ms.to_string()),
+            (
+                "publisher-channel-reserve",
+                self.publisher_channel_reserve.to_string(),
+            ),
             (
                 "max-commands-per-sec",
                 self.max_commands_per_sec.to_string(),

@@ -70,7 +70,12 @@ impl Relay {
         let per_ip = crate::limits::PerIp::new(config.max_connections_per_ip);
         let metrics = Arc::new(Metrics::default());
         let hub = Hub::new(config.shard_count(), config.max_channels, metrics.clone())
-            .with_history(config.namespaces.clone(), config.history_max_bytes);
+            .with_history(config.namespaces.clone(), config.history_max_bytes)
+            .with_publisher_reserve(
+                config
+                    .publisher_channel_reserve
+                    .min(config.max_channels / 10),
+            );
         Arc::new(Relay {
             config,
             hub,

@@ -533,3 +533,39 @@ async fn a_writer_blocked_on_a_full_socket_still_times_out_an_idle_peer() {
     drop(c);
     r.stop().await;
 }
+
+/// Anonymous clients subscribing to made-up names fill the channel table up to the
+/// publishers' reserve, never past it: a feed can still publish to new channels.
+#[tokio::test]
+async fn subscribers_cannot_take_the_channels_publishers_need() {
+    let r = start(Config {
+        max_channels: 20,
+        publisher_channel_reserve: 2, // places 19 and 20 (at most a tenth)
+        max_subscriptions: 100,
+        ..config()
+    })
+    .await;
+    let mut c = ws(&r.url("")).await;
+    let names: Vec<String> = (0..18).map(|i| format!("ticker:made-up-{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    assert_eq!(subscribe(&mut c, &names).await["type"], "subscribed");
+    send(
+        &mut c,
+        r#"{"op":"subscribe","channels":["ticker:one-more"],"id":9}"#,
+    )
+    .await;
+    let e = recv(&mut c).await;
+    assert_eq!(e["code"], "too_many_channels", "{e}");
+    // Existing channels can still be subscribed to.
+    let mut d = ws(&r.url("")).await;
+    assert_eq!(
+        subscribe(&mut d, &["ticker:made-up-0"]).await["type"],
+        "subscribed"
+    );
+    // The publisher creates its two new channels, then the table is full for it too.
+    for ch in ["ticker:NEW1", "ticker:NEW2"] {
+        assert_eq!(r.publish(ch, "1").await.0, 200, "{ch}");
+    }
+    assert_eq!(r.publish("ticker:NEW3", "1").await.0, 503);
+    r.stop().await;
+}

@@ -114,6 +114,8 @@ pub struct Hub {
     budget: Budget,
     next_channel_id: AtomicU64,
     watchers: Watchers,
+    /// Channels only publishers may create (see [`Hub::ensure_subscriber_channels`]).
+    publisher_reserve: usize,
 }
 
 /// Milliseconds since the Unix epoch (the `ts` of a message).
@@ -143,6 +145,7 @@ impl Hub {
             budget: Budget::new(crate::config::DEFAULT_HISTORY_MAX_BYTES),
             next_channel_id: AtomicU64::new(1),
             watchers: Watchers::default(),
+            publisher_reserve: 0,
         }
     }
 
@@ -150,6 +153,12 @@ impl Hub {
     pub fn with_history(mut self, namespaces: Arc<Namespaces>, max_bytes: usize) -> Self {
         self.namespaces = namespaces;
         self.budget = Budget::new(max_bytes);
+        self
+    }
+
+    /// Keeps the last `reserve` channel places (at most half of them) for publishers.
+    pub fn with_publisher_reserve(mut self, reserve: usize) -> Self {
+        self.publisher_reserve = reserve.min(self.max_channels / 2);
         self
     }
 
@@ -319,11 +328,28 @@ impl Hub {
     /// them cannot fail half way (and leave last values queued for channels it then
     /// gives up). Fails if the relay cannot hold them all.
     pub fn ensure_channels<S: AsRef<str>>(&self, names: &[S]) -> Result<(), ErrorCode> {
+        self.ensure_channels_within(names, self.max_channels)
+    }
+
+    /// [`Hub::ensure_channels`] for an untrusted subscriber: it may create channels only
+    /// while the table is below `max_channels` minus the publishers' reserve, so that
+    /// clients subscribing to made-up names can never stop a feed from publishing to a
+    /// new channel.
+    pub fn ensure_subscriber_channels<S: AsRef<str>>(&self, names: &[S]) -> Result<(), ErrorCode> {
+        let cap = self.max_channels - self.publisher_reserve;
+        self.ensure_channels_within(names, cap)
+    }
+
+    fn ensure_channels_within<S: AsRef<str>>(
+        &self,
+        names: &[S],
+        cap: usize,
+    ) -> Result<(), ErrorCode> {
         let missing = names
             .iter()
             .filter(|n| self.channel(n.as_ref()).is_none())
             .count();
-        if self.channel_count.load(Ordering::Relaxed) + missing > self.max_channels {
+        if missing > 0 && self.channel_count.load(Ordering::Relaxed) + missing > cap {
             return Err(ErrorCode::TooManyChannels);
         }
         for n in names {

@@ -210,7 +210,13 @@ impl<D: Dialect> Session<D> {
         if !self.may_subscribe(id, channels) {
             return;
         }
-        if let Err(code) = self.relay.hub.ensure_channels(channels) {
+        let hub = &self.relay.hub;
+        let ensured = if self.access.who.trusted() {
+            hub.ensure_channels(channels)
+        } else {
+            hub.ensure_subscriber_channels(channels)
+        };
+        if let Err(code) = ensured {
             return self.error(id, code, "the relay holds its maximum number of channels");
         }
         let Some(slot) = self.outbox.reserve() else {
