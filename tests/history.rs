@@ -438,3 +438,49 @@ async fn memory_returns_to_baseline_after_channels_are_abandoned() {
         "RSS grew round over round (KiB): {after:?}"
     );
 }
+
+/// A replay larger than half the connection's free queue is not attempted (it would end
+/// in 1008 and the same request again for ever): the answer is `recovered: false` with
+/// the newest message, and the connection stays.
+#[tokio::test]
+async fn a_replay_too_large_for_the_queue_is_answered_honestly() {
+    let r = start(tickrelay::Config {
+        queue_bytes: 8 * 1024,
+        ..config()
+    })
+    .await;
+    let ch = "signals:BIG";
+    let mut a = ws(&r.url("")).await;
+    let epoch = subscribe_from(&mut a, ch, None).await["epoch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    drop(a);
+    let pad = "x".repeat(300);
+    let mut batch = String::new();
+    for i in 1..=40 {
+        batch.push_str(&format!(
+            "{{\"channel\":\"{ch}\",\"data\":{{\"i\":{i},\"pad\":\"{pad}\"}}}}\n"
+        ));
+    }
+    r.publish_batch(&batch).await; // ~14 KB to replay from offset 0: over 4 KiB
+    let mut b = ws(&r.url("")).await;
+    let s = subscribe_from(&mut b, ch, Some((&epoch, 0))).await;
+    assert_eq!(
+        (s["recovered"].as_bool(), s["offset"].as_u64()),
+        (Some(false), Some(40))
+    );
+    let m = recv(&mut b).await;
+    assert_eq!(m["offset"], 40, "the newest message as a snapshot");
+    // Small enough: recovered as usual on the same connection size.
+    let mut c = ws(&r.url("")).await;
+    let s = subscribe_from(&mut c, ch, Some((&epoch, 35))).await;
+    assert_eq!(s["recovered"], true);
+    for want in 36..=40 {
+        assert_eq!(recv(&mut c).await["offset"], want);
+    }
+    send(&mut b, r#"{"op":"ping","id":1}"#).await;
+    assert_eq!(recv(&mut b).await["type"], "pong", "still connected");
+    assert_eq!(r.stats().await["slow_consumer_closes"], 0);
+    r.stop().await;
+}

@@ -393,21 +393,19 @@ impl Hub {
             };
             let mut recovered = None;
             if new {
-                let coverage = match recover {
+                let mut coverage = match recover {
                     Some(r) if r.epoch == st.epoch.as_str() => {
                         st.history.coverage(r.offset, st.offset)
                     }
                     _ => Coverage::Gap,
                 };
+                let newest = st.history.len().saturating_sub(1)..st.history.len();
                 let replay = match coverage {
                     Coverage::UpToDate => 0..0,
                     Coverage::From(i) => i..st.history.len(),
-                    Coverage::Gap => st.history.len().saturating_sub(1)..st.history.len(),
+                    Coverage::Gap => newest.clone(),
                 };
-                if recover.is_some() {
-                    recovered = Some(coverage != Coverage::Gap);
-                }
-                let mut overflowed = false;
+                let mut frames = Vec::with_capacity(replay.len());
                 for i in replay {
                     let Some((frame, built)) =
                         st.history.frame_at(i, sub.format, name, &self.budget)
@@ -417,7 +415,22 @@ impl Hub {
                     if built {
                         self.metrics.frame_built(sub.format);
                     }
-                    overflowed |= sub.outbox.push(&frame) == Push::Overflow;
+                    frames.push(frame);
+                }
+                // A replay may take at most half of the connection's free queue: more
+                // would only close it as a slow consumer, and it would ask again for
+                // ever. Past that the answer is honest: not recovered, the newest only.
+                let bytes: usize = frames.iter().map(bytes::Bytes::len).sum();
+                if matches!(coverage, Coverage::From(_)) && bytes > sub.outbox.room() / 2 {
+                    coverage = Coverage::Gap;
+                    frames.drain(..frames.len().saturating_sub(1));
+                }
+                if recover.is_some() {
+                    recovered = Some(coverage != Coverage::Gap);
+                }
+                let mut overflowed = false;
+                for frame in &frames {
+                    overflowed |= sub.outbox.push(frame) == Push::Overflow;
                 }
                 if overflowed {
                     self.metrics

@@ -424,6 +424,11 @@ impl Outbox {
         self.state.lock().dropped
     }
 
+    /// Bytes that may still be queued before the limit.
+    pub fn room(&self) -> usize {
+        self.limit.saturating_sub(self.state.lock().bytes)
+    }
+
     /// Bytes queued or in flight.
     pub fn queued_bytes(&self) -> usize {
         self.state.lock().bytes
