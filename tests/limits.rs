@@ -569,3 +569,35 @@ async fn subscribers_cannot_take_the_channels_publishers_need() {
     assert_eq!(r.publish("ticker:NEW3", "1").await.0, 503);
     r.stop().await;
 }
+
+/// A 10,000-item batch yields to the runtime as it goes: a subscriber that reads at once
+/// keeps up instead of finding its queue full before its writer ever ran (this test's
+/// runtime has one thread, the relay's and the client's tasks share it).
+#[tokio::test]
+async fn a_large_batch_lets_subscribers_drain_while_it_publishes() {
+    let r = start(Config {
+        queue_bytes: 32 * 1024,
+        max_batch_items: 10_000,
+        max_batch_bytes: 4 << 20,
+        ..config()
+    })
+    .await;
+    let mut c = ws(&r.url("?channels=signals")).await;
+    assert_eq!(recv(&mut c).await["type"], "subscribed");
+    let reader = tokio::spawn(async move {
+        for want in 1..=10_000u64 {
+            let m = recv(&mut c).await;
+            assert_eq!(m["offset"], want, "{m}");
+        }
+    });
+    let batch: String = (0..10_000)
+        .map(|i| format!("{{\"channel\":\"signals\",\"data\":{{\"i\":{i}}}}}\n"))
+        .collect();
+    r.publish_batch(&batch).await;
+    tokio::time::timeout(WAIT, reader)
+        .await
+        .expect("all read")
+        .unwrap();
+    assert_eq!(r.stats().await["slow_consumer_closes"], 0);
+    r.stop().await;
+}

@@ -104,6 +104,9 @@ fn result_json(out: &mut Vec<u8>, channel: &str, p: &crate::hub::Published) {
     out.push(b'}');
 }
 
+/// Publishes of a batch between two yields to the runtime.
+const YIELD_EVERY: usize = 64;
+
 /// `POST /publish/{channel}`; `raw_channel` is the still-escaped path rest.
 pub async fn single(req: Request<Incoming>, relay: Arc<Relay>, raw_channel: &str) -> Resp {
     let who = match authorize(&req, &relay) {
@@ -186,7 +189,12 @@ pub async fn batch(req: Request<Incoming>, relay: Arc<Relay>) -> Resp {
     out.extend_from_slice(br#"{"results":["#);
     let mut published = 0u64;
     let mut status = StatusCode::OK;
-    for item in &items {
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 && i % YIELD_EVERY == 0 {
+            // Let the writers (and every other task on this worker) run: a 10,000-item
+            // batch must not fill subscribers' queues before any of them can drain.
+            tokio::task::yield_now().await;
+        }
         if published > 0 {
             out.push(b',');
         }
