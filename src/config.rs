@@ -62,6 +62,8 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1_000;
 pub const DEFAULT_TRUSTED_RESERVE: usize = 16;
 /// Default time a `/stats` or `/metrics` body is reused (ms).
 pub const DEFAULT_STATS_CACHE_MS: u64 = 1_000;
+/// Default cap on the messages of one `GET /history` response, in bytes.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 4 << 20;
 /// Default channel places only publishers may create (at most a tenth of `--max-channels`).
 pub const DEFAULT_PUBLISHER_CHANNEL_RESERVE: usize = 10_000;
 /// Default for `--max-commands-per-sec`.
@@ -221,6 +223,12 @@ pub struct Config {
     #[arg(long, env = "TICKRELAY_STATS_CACHE_MS", default_value_t = DEFAULT_STATS_CACHE_MS)]
     pub stats_cache_ms: u64,
 
+    /// Most bytes of messages in one `GET /history` response (at least one message is
+    /// always sent; `"truncated": true` says to page on), so a client that never reads
+    /// cannot pin more than this per request.
+    #[arg(long, env = "TICKRELAY_MAX_RESPONSE_BYTES", default_value_t = DEFAULT_MAX_RESPONSE_BYTES)]
+    pub max_response_bytes: usize,
+
     /// Channel places (at most a tenth of `--max-channels`) that only publishes (and
     /// trusted subscribers) may create: clients subscribing to made-up names can fill
     /// the rest, never these, so a feed can always publish to a new channel.
@@ -299,6 +307,7 @@ impl Default for Config {
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             trusted_reserve: DEFAULT_TRUSTED_RESERVE,
             stats_cache_ms: DEFAULT_STATS_CACHE_MS,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             publisher_channel_reserve: DEFAULT_PUBLISHER_CHANNEL_RESERVE,
             max_commands_per_sec: DEFAULT_MAX_COMMANDS_PER_SEC,
             command_burst: DEFAULT_COMMAND_BURST,
@@ -426,6 +435,7 @@ impl Config {
             ),
             ("trusted-reserve", self.trusted_reserve.to_string()),
             ("stats-cache-ms", self.stats_cache_ms.to_string()),
+            ("max-response-bytes", self.max_response_bytes.to_string()),
             (
                 "publisher-channel-reserve",
                 self.publisher_channel_reserve.to_string(),

@@ -484,3 +484,66 @@ async fn a_replay_too_large_for_the_queue_is_answered_honestly() {
     assert_eq!(r.stats().await["slow_consumer_closes"], 0);
     r.stop().await;
 }
+
+/// One `GET /history` response holds at most --max-response-bytes of messages; the rest
+/// is paged on with `since`.
+#[tokio::test]
+async fn history_responses_are_capped_in_bytes_and_page_on() {
+    let r = start(tickrelay::Config {
+        max_response_bytes: 2_000,
+        ..config()
+    })
+    .await;
+    let ch = "signals:PAGE";
+    let pad = "x".repeat(300);
+    let batch: String = (1..=20)
+        .map(|i| format!("{{\"channel\":\"{ch}\",\"data\":{{\"i\":{i},\"pad\":\"{pad}\"}}}}\n"))
+        .collect();
+    r.publish_batch(&batch).await;
+    let auth = format!("Bearer {KEY}");
+    let get = |q: String| {
+        let auth = auth.clone();
+        async move {
+            let (s, _, body) = http(
+                r.addr,
+                "GET",
+                &format!("/history/{ch}?{q}"),
+                &[("Authorization", &auth)],
+                b"",
+            )
+            .await;
+            assert_eq!(s, 200, "{body}");
+            serde_json::from_str::<Value>(&body).unwrap()
+        }
+    };
+    let offsets = |v: &Value| -> Vec<u64> {
+        v["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["offset"].as_u64().unwrap())
+            .collect()
+    };
+    let mut seen: Vec<u64> = Vec::new();
+    let mut since = 0;
+    loop {
+        let v = get(format!("since={since}&limit=100")).await;
+        let got = offsets(&v);
+        assert!(got.len() <= 5, "about 2,000 bytes a page: {got:?}");
+        seen.extend(&got);
+        if v["truncated"] != true {
+            break;
+        }
+        since = *got.last().unwrap();
+    }
+    assert_eq!(
+        seen,
+        (1..=20).collect::<Vec<u64>>(),
+        "paged through, in order, once each"
+    );
+    let newest = get("limit=100".into()).await;
+    let got = offsets(&newest);
+    assert_eq!(newest["truncated"], true);
+    assert_eq!(got.last(), Some(&20), "without since the newest are kept");
+    r.stop().await;
+}

@@ -88,11 +88,31 @@ pub fn handle(req: &Request<Incoming>, relay: &Relay, raw_channel: &str) -> Resp
             "no such channel: nothing published yet, or reclaimed while idle",
         );
     };
-    let size: usize = page
-        .messages
-        .iter()
-        .map(|e| encode::ENVELOPE_FIXED + name.len() + e.data.len() + 1)
-        .sum();
+    // At most --max-response-bytes of messages (always at least one): paging on from
+    // the last offset returned gets the rest. Without `since` the newest are kept.
+    let cost =
+        |e: &crate::hub::history::Entry| encode::ENVELOPE_FIXED + name.len() + e.data.len() + 1;
+    let cap = relay.config.max_response_bytes;
+    let mut size = 0;
+    let mut keep = 0;
+    let order: Box<dyn Iterator<Item = _>> = if since.is_some() {
+        Box::new(page.messages.iter())
+    } else {
+        Box::new(page.messages.iter().rev())
+    };
+    for e in order {
+        if keep > 0 && size + cost(e) > cap {
+            break;
+        }
+        size += cost(e);
+        keep += 1;
+    }
+    let truncated = keep < page.messages.len();
+    let messages = if since.is_some() {
+        &page.messages[..keep]
+    } else {
+        &page.messages[page.messages.len() - keep..]
+    };
     let mut out = Vec::with_capacity(size + 128);
     out.extend_from_slice(br#"{"channel":"#);
     j::push_str(&mut out, &name);
@@ -102,12 +122,15 @@ pub fn handle(req: &Request<Incoming>, relay: &Relay, raw_channel: &str) -> Resp
     j::push_u64(&mut out, page.position.offset);
     out.extend_from_slice(br#","oldest":"#);
     j::push_u64(&mut out, page.oldest);
+    if truncated {
+        out.extend_from_slice(br#","truncated":true"#);
+    }
     out.extend_from_slice(if page.complete {
         br#","complete":true,"messages":["#
     } else {
         br#","complete":false,"messages":["#
     });
-    for (i, e) in page.messages.iter().enumerate() {
+    for (i, e) in messages.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
