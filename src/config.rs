@@ -62,6 +62,8 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1_000;
 pub const DEFAULT_TRUSTED_RESERVE: usize = 16;
 /// Default time a `/stats` or `/metrics` body is reused (ms).
 pub const DEFAULT_STATS_CACHE_MS: u64 = 1_000;
+/// Default cap on HTTP connections that are not WebSockets (yet).
+pub const DEFAULT_MAX_HTTP_CONNECTIONS: usize = 4_096;
 /// Default cap on the messages of one `GET /history` response, in bytes.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 4 << 20;
 /// Default channel places only publishers may create (at most a tenth of `--max-channels`).
@@ -229,6 +231,11 @@ pub struct Config {
     #[arg(long, env = "TICKRELAY_MAX_RESPONSE_BYTES", default_value_t = DEFAULT_MAX_RESPONSE_BYTES)]
     pub max_response_bytes: usize,
 
+    /// Open HTTP connections that are not WebSockets (yet): requests in progress, idle
+    /// keep-alive, heads still arriving. More get 503 at once and are closed.
+    #[arg(long, env = "TICKRELAY_MAX_HTTP_CONNECTIONS", default_value_t = DEFAULT_MAX_HTTP_CONNECTIONS)]
+    pub max_http_connections: usize,
+
     /// Channel places (at most a tenth of `--max-channels`) that only publishes (and
     /// trusted subscribers) may create: clients subscribing to made-up names can fill
     /// the rest, never these, so a feed can always publish to a new channel.
@@ -308,6 +315,7 @@ impl Default for Config {
             trusted_reserve: DEFAULT_TRUSTED_RESERVE,
             stats_cache_ms: DEFAULT_STATS_CACHE_MS,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_http_connections: DEFAULT_MAX_HTTP_CONNECTIONS,
             publisher_channel_reserve: DEFAULT_PUBLISHER_CHANNEL_RESERVE,
             max_commands_per_sec: DEFAULT_MAX_COMMANDS_PER_SEC,
             command_burst: DEFAULT_COMMAND_BURST,
@@ -436,6 +444,10 @@ impl Config {
             ("trusted-reserve", self.trusted_reserve.to_string()),
             ("stats-cache-ms", self.stats_cache_ms.to_string()),
             ("max-response-bytes", self.max_response_bytes.to_string()),
+            (
+                "max-http-connections",
+                self.max_http_connections.to_string(),
+            ),
             (
                 "publisher-channel-reserve",
                 self.publisher_channel_reserve.to_string(),

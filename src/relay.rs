@@ -41,8 +41,20 @@ pub struct Relay {
     pub jwt: Option<Arc<crate::auth::Verifier>>,
     /// Open WebSockets per client address.
     pub per_ip: Arc<crate::limits::PerIp>,
+    /// HTTP connections not upgraded (yet), against `--max-http-connections`.
+    http_connections: std::sync::atomic::AtomicUsize,
     /// `/stats` and `/metrics` bodies, reused for `--stats-cache-ms`.
     pub snapshots: crate::metrics::SnapshotCache,
+}
+
+/// Holds one of the `--max-http-connections` places until dropped.
+#[derive(Debug)]
+pub struct HttpSlot(Arc<Relay>);
+
+impl Drop for HttpSlot {
+    fn drop(&mut self) {
+        self.0.http_connections.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Holds one of the `max_connections` WebSocket places until dropped.
@@ -86,6 +98,7 @@ impl Relay {
             jwt,
             per_ip,
             snapshots: Default::default(),
+            http_connections: Default::default(),
         })
     }
 
@@ -173,6 +186,17 @@ impl Relay {
         }
         m.connections_total.fetch_add(1, Ordering::Relaxed);
         Some(WsSlot(self.clone()))
+    }
+
+    /// Counts an HTTP connection until the guard is dropped, or `None` at
+    /// `--max-http-connections`.
+    pub fn http_slot(self: &Arc<Self>) -> Option<HttpSlot> {
+        let before = self.http_connections.fetch_add(1, Ordering::Relaxed);
+        if before >= self.config.max_http_connections {
+            self.http_connections.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(HttpSlot(self.clone()))
     }
 
     /// The credentials this relay accepts, for [`crate::auth::check`].

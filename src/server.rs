@@ -21,7 +21,32 @@ use crate::relay::Relay;
 
 /// Serves one HTTP/1.1 connection (and its upgrade). Accepted during the drain, it
 /// answers one request and closes: `/health` says `draining`, an upgrade gets 503.
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, relay: Arc<Relay>) {
+async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, relay: Arc<Relay>) {
+    // Connections not (yet) upgraded are counted: idle or slow HTTP clients cannot hold
+    // more than --max-http-connections descriptors (an upgrade ends the count: the
+    // WebSocket limits take over).
+    let Some(_http) = relay.http_slot() else {
+        use tokio::io::AsyncWriteExt;
+        const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 5\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 55\r\nconnection: close\r\n\r\ntoo many HTTP connections (see --max-http-connections)\n";
+        use tokio::io::AsyncReadExt;
+        // Answer, then read (and drop) what the client sent for a moment: closing with
+        // its request unread would reset the connection before it reads the answer.
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            stream.write_all(BUSY).await?;
+            stream.shutdown().await?;
+            let mut sink = [0u8; 1024];
+            let mut left: usize = 16 * 1024;
+            while left > 0 {
+                match stream.read(&mut sink).await? {
+                    0 => break,
+                    n => left = left.saturating_sub(n),
+                }
+            }
+            Ok::<(), std::io::Error>(())
+        })
+        .await;
+        return;
+    };
     let draining = relay.is_shutting_down();
     // Drain-time connections are not waited for: they hold no session.
     let _live = (!draining).then(|| relay.track());

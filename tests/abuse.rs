@@ -165,3 +165,37 @@ async fn a_large_batch_lets_subscribers_drain_while_it_publishes() {
     assert_eq!(r.stats().await["slow_consumer_closes"], 0);
     r.stop().await;
 }
+
+/// Idle HTTP connections (no request yet, or a keep-alive left open) are counted: past
+/// --max-http-connections the next one is answered 503 at once; WebSockets do not count.
+#[tokio::test]
+async fn plain_http_connections_are_capped() {
+    let r = start(Config {
+        max_http_connections: 3,
+        ..config()
+    })
+    .await;
+    let _ws = ws(&r.url("")).await; // upgraded: not an HTTP connection any more
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(tokio::net::TcpStream::connect(r.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, _, body) = http(r.addr, "GET", "/health", &[], b"").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("--max-http-connections"), "{body}");
+    drop(idle.pop());
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, _, _) = http(r.addr, "GET", "/health", &[], b"").await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the place never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    r.stop().await;
+}
