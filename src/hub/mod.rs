@@ -420,7 +420,7 @@ impl Hub {
                 // A replay may take at most half of the connection's free queue: more
                 // would only close it as a slow consumer, and it would ask again for
                 // ever. Past that the answer is honest: not recovered, the newest only.
-                let bytes: usize = frames.iter().map(bytes::Bytes::len).sum();
+                let bytes: usize = frames.iter().map(crate::outbox::cost).sum();
                 if matches!(coverage, Coverage::From(_)) && bytes > sub.outbox.room() / 2 {
                     coverage = Coverage::Gap;
                     frames.drain(..frames.len().saturating_sub(1));

@@ -6,7 +6,10 @@
 //! writes it with vectored writes.
 //!
 //! Bytes count from the moment a frame is queued until the writer has handed it to the
-//! socket, so queued plus in-flight never exceeds the limit. A push over the limit marks
+//! socket, so queued plus in-flight never exceeds the limit. A frame counts as its length
+//! plus [`FRAME_COST`], what holding it costs beyond its bytes, so that a flood of tiny
+//! frames is bounded by memory and not by payload; messages held back by conflation or a
+//! `max_rate` cap count the same way until they are queued or replaced. A push over the limit marks
 //! the connection a *slow consumer*: its queue is dropped, a `1008 slow consumer` close
 //! frame takes its place, and the writer gets a short grace to deliver it before the
 //! socket is dropped. Nothing else waits on a slow connection: a push is a short,
@@ -46,6 +49,17 @@ use rate::Rate;
 
 mod lanes;
 mod rate;
+
+/// What a queued or held frame costs beyond its length, counted against the limit: an
+/// upper estimate of its queue slot (a `Bytes`, 32 bytes), the reference count of a shared
+/// frame, or the allocator's header and rounding of a frame of its own (a reply, a pong).
+pub const FRAME_COST: usize = 64;
+
+/// What `frame` counts as against the limit.
+#[inline]
+pub(crate) fn cost(frame: &Bytes) -> usize {
+    frame.len() + FRAME_COST
+}
 
 /// What became of a push.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,8 +109,13 @@ struct State {
     /// Sequence number of `queue[0]`; lets a [`Slot`] find its place after takes.
     head_seq: u64,
     pending: Option<u64>,
-    /// Queued plus taken-but-unwritten bytes.
+    /// Queued plus taken-but-unwritten bytes (each frame at its [`cost`]; a reserved
+    /// place counts [`FRAME_COST`] until it is filled).
     bytes: usize,
+    /// The cost of the frames held back in `held` and in `rates`; counts against the limit
+    /// with `bytes`, but not towards the soft bound (a lagging connection catches up
+    /// when its queue drains, whatever it holds).
+    held_bytes: usize,
     /// No more frames are accepted; the queue ends with the close frame (if any).
     closing: bool,
     /// Set when the connection must go soon (slow consumer): the writer stops waiting
@@ -173,7 +192,7 @@ impl Outbox {
         let st = self.state.lock();
         // The common case, kept to what `push` did before lanes: keeping up, no rate cap.
         let bound = if lane.conflate { self.soft } else { self.limit };
-        if !st.lagging && !st.closing && st.rates.is_empty() && st.bytes + frame.len() <= bound {
+        if !st.lagging && !st.closing && st.rates.is_empty() && st.bytes + cost(frame) <= bound {
             return self.append(st, frame);
         }
         if st.closing {
@@ -194,7 +213,7 @@ impl Outbox {
         if st.closing {
             return Push::Closed;
         }
-        if st.bytes + frame.len() > self.limit {
+        if st.bytes + st.held_bytes + cost(frame) > self.limit {
             return self.overflow(st);
         }
         self.append(st, frame)
@@ -205,7 +224,7 @@ impl Outbox {
     #[inline]
     fn append(&self, mut st: MutexGuard<'_, State>, frame: &Bytes) -> Push {
         let was_empty = st.queue.is_empty();
-        st.bytes += frame.len();
+        st.bytes += cost(frame);
         st.queue.push_back(frame.clone());
         drop(st);
         if was_empty {
@@ -216,11 +235,12 @@ impl Outbox {
 
     /// The queue would pass its limit: drop it, queue `1008 slow consumer`, wake the writer.
     fn overflow(&self, mut st: MutexGuard<'_, State>) -> Push {
-        let dropped: usize = st.queue.iter().map(Bytes::len).sum();
+        let dropped: usize = st.queue.iter().map(cost).sum();
         st.bytes -= dropped;
         if let Some(p) = st.pong.take() {
-            st.bytes -= p.len();
+            st.bytes -= cost(&p);
         }
+        st.held_bytes = 0;
         st.dropped += st.queue.iter().filter(|f| !f.is_empty()).count() as u64;
         st.dropped += st.held.len() as u64;
         st.dropped += st.rates.iter().filter(|r| r.held.is_some()).count() as u64;
@@ -231,7 +251,7 @@ impl Outbox {
         st.queue.clear();
         st.pending = None;
         let close = self.format.close(CloseCode::POLICY, "slow consumer");
-        st.bytes += close.len();
+        st.bytes += cost(&close);
         st.queue.push_back(close);
         st.closing = true;
         st.doomed_at = Some(Instant::now());
@@ -248,11 +268,11 @@ impl Outbox {
         if st.closing {
             return Push::Closed;
         }
-        let old = st.pong.as_ref().map_or(0, Bytes::len);
-        if st.bytes - old + frame.len() > self.limit {
+        let old = st.pong.as_ref().map_or(0, cost);
+        if st.bytes + st.held_bytes - old + cost(&frame) > self.limit {
             return self.overflow(st);
         }
-        st.bytes = st.bytes - old + frame.len();
+        st.bytes = st.bytes - old + cost(&frame);
         let was_idle = st.queue.is_empty() && st.pong.is_none();
         st.pong = Some(frame);
         drop(st);
@@ -271,6 +291,7 @@ impl Outbox {
         }
         let seq = st.head_seq + st.queue.len() as u64;
         st.queue.push_back(Bytes::new());
+        st.bytes += FRAME_COST;
         st.pending = Some(seq);
         Some(Slot(seq))
     }
@@ -283,7 +304,7 @@ impl Outbox {
             return Push::Closed; // the queue was dropped in between (slow consumer)
         }
         st.pending = None;
-        if st.bytes + frame.len() > self.limit {
+        if st.bytes + st.held_bytes + frame.len() > self.limit {
             return self.overflow(st);
         }
         let idx = (slot.0 - st.head_seq) as usize;
@@ -306,8 +327,9 @@ impl Outbox {
             // A reply that will never be filled must not block the close.
             let idx = (seq - st.head_seq) as usize;
             st.queue.remove(idx);
+            st.bytes -= FRAME_COST;
         }
-        st.bytes += frame.len();
+        st.bytes += cost(&frame);
         st.queue.push_back(frame);
         st.closing = true;
         drop(st);
@@ -320,6 +342,7 @@ impl Outbox {
         let mut st = self.state.lock();
         st.closing = true;
         st.bytes = 0;
+        st.held_bytes = 0;
         st.pong = None;
         st.head_seq += st.queue.len() as u64;
         st.queue.clear();
@@ -354,16 +377,16 @@ impl Outbox {
         if n == st.queue.len() {
             // Swap rather than drain: both deques keep their capacity, no allocation.
             std::mem::swap(&mut st.queue, batch);
-            bytes = batch.iter().map(Bytes::len).sum();
+            bytes = batch.iter().map(cost).sum();
         } else {
             for f in st.queue.drain(..n) {
-                bytes += f.len();
+                bytes += cost(&f);
                 batch.push_back(f);
             }
         }
         st.head_seq += n as u64;
         if let Some(p) = st.pong.take() {
-            bytes += p.len();
+            bytes += cost(&p);
             batch.push_front(p);
         }
         Taken {
@@ -388,8 +411,25 @@ impl Outbox {
     /// the channel follows the `unsubscribed` reply.
     pub fn forget(&self, key: u64) {
         let mut st = self.state.lock();
-        st.rates.retain(|r| r.key != key);
-        st.held.retain(|h| h.key != key);
+        let State {
+            rates,
+            held,
+            held_bytes,
+            ..
+        } = &mut *st;
+        rates.retain(|r| match &r.held {
+            Some(f) if r.key == key => {
+                *held_bytes -= cost(f);
+                false
+            }
+            _ => r.key != key,
+        });
+        held.retain(|h| {
+            if h.key == key {
+                *held_bytes -= cost(&h.frame);
+            }
+            h.key != key
+        });
     }
 
     /// Messages this connection never got because newer ones replaced them.
@@ -424,123 +464,19 @@ impl Outbox {
         self.state.lock().dropped
     }
 
-    /// Bytes that may still be queued before the limit.
+    /// Bytes that may still be queued before the limit (frames at their [`cost`]).
     pub fn room(&self) -> usize {
-        self.limit.saturating_sub(self.state.lock().bytes)
+        let st = self.state.lock();
+        self.limit.saturating_sub(st.bytes + st.held_bytes)
     }
 
-    /// Bytes queued or in flight.
+    /// Bytes queued, in flight or held back, each frame at its [`cost`]: what counts
+    /// against the limit.
     pub fn queued_bytes(&self) -> usize {
-        self.state.lock().bytes
+        let st = self.state.lock();
+        st.bytes + st.held_bytes
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::protocol::encode;
-
-    /// A conflate lane for channel `key`.
-    pub(super) fn lane(key: u64, name: &Arc<str>) -> Lane<'_> {
-        Lane {
-            key,
-            name,
-            conflate: true,
-        }
-    }
-
-    pub(super) fn f(n: usize) -> Bytes {
-        Bytes::from(vec![b'x'; n])
-    }
-
-    pub(super) fn take_all(o: &Outbox) -> Vec<Bytes> {
-        let mut batch = VecDeque::new();
-        let t = o.take(&mut batch);
-        o.release(t.bytes);
-        batch.into_iter().collect()
-    }
-
-    #[test]
-    fn frames_come_out_in_order_and_bytes_are_released_after_writing() {
-        let o = Outbox::new(100);
-        assert_eq!(o.push(&f(10)), Push::Queued);
-        assert_eq!(o.push(&f(20)), Push::Queued);
-        let mut batch = VecDeque::new();
-        let t = o.take(&mut batch);
-        assert_eq!((t.bytes, t.last, batch.len()), (30, false, 2));
-        assert_eq!(batch[0].len(), 10);
-        assert_eq!(o.queued_bytes(), 30, "taken bytes count until written");
-        o.release(30);
-        assert_eq!(o.queued_bytes(), 0);
-    }
-
-    #[test]
-    fn the_limit_is_exact_and_overflow_closes_with_1008_once() {
-        let o = Outbox::new(100);
-        assert_eq!(o.push(&f(60)), Push::Queued);
-        assert_eq!(o.push(&f(40)), Push::Queued, "exactly at the limit is fine");
-        assert_eq!(o.push(&f(1)), Push::Overflow);
-        assert_eq!(o.push(&f(1)), Push::Closed, "overflow is reported once");
-        let mut batch = VecDeque::new();
-        let t = o.take(&mut batch);
-        assert!(t.last);
-        assert_eq!(batch.len(), 1);
-        let h = encode::decode_head(&batch[0]).unwrap();
-        assert_eq!(h.opcode, encode::OP_CLOSE);
-        assert_eq!(&batch[0][2..4], &1008u16.to_be_bytes());
-    }
-
-    #[test]
-    fn a_reserved_slot_holds_back_what_was_queued_behind_it() {
-        let o = Outbox::new(1000);
-        o.push(&f(1));
-        let slot = o.reserve().unwrap();
-        o.push(&f(3));
-        let mut batch = VecDeque::new();
-        o.take(&mut batch);
-        assert_eq!(batch.iter().map(Bytes::len).collect::<Vec<_>>(), vec![1]);
-        batch.clear();
-        assert_eq!(o.fill(slot, f(2)), Push::Queued);
-        o.take(&mut batch);
-        assert_eq!(batch.iter().map(Bytes::len).collect::<Vec<_>>(), vec![2, 3]);
-    }
-
-    #[test]
-    fn close_goes_after_queued_frames_and_drops_an_unfilled_slot() {
-        let o = Outbox::new(1000);
-        o.push(&f(1));
-        let slot = o.reserve().unwrap();
-        assert!(o.close_with(encode::close_frame(1001, "bye")));
-        assert!(!o.close_with(encode::close_frame(1000, "")));
-        assert_eq!(o.push(&f(1)), Push::Closed);
-        assert_eq!(o.fill(slot, f(2)), Push::Closed);
-        let mut batch = VecDeque::new();
-        let t = o.take(&mut batch);
-        assert!(t.last);
-        assert_eq!(batch.len(), 2);
-        assert_eq!(
-            encode::decode_head(&batch[1]).unwrap().opcode,
-            encode::OP_CLOSE
-        );
-    }
-
-    #[test]
-    fn a_ping_flood_holds_one_pong_sent_ahead_of_the_queue() {
-        let o = Outbox::new(100);
-        o.push(&f(10));
-        for i in 0..10_000u32 {
-            let p = Bytes::from(vec![0x8a, 4, 0, 0, (i >> 8) as u8, i as u8]);
-            assert_eq!(o.pong(p), Push::Queued);
-        }
-        assert_eq!(o.queued_bytes(), 10 + 6, "one pong counted, not 10,000");
-        let out = take_all(&o);
-        assert_eq!(out.len(), 2);
-        assert_eq!(
-            &out[0][4..],
-            &[0x27, 0x0f],
-            "the pong of the latest ping, first"
-        );
-        assert_eq!(out[1], f(10));
-        assert_eq!(o.queued_bytes(), 0);
-    }
-}
+mod tests;

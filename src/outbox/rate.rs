@@ -8,7 +8,7 @@ use smallvec::SmallVec;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Outbox, Push, State};
+use super::{cost, Outbox, Push, State};
 
 /// A subscription's `max_rate` state.
 #[derive(Debug)]
@@ -34,7 +34,13 @@ impl Outbox {
         };
         let now = Instant::now();
         if r.held.is_some() || now < r.next_at {
-            let replaced = r.held.replace(frame.clone()).is_some();
+            let old = r.held.replace(frame.clone());
+            let replaced = old.is_some();
+            // The held frame counts against the limit like a queued one.
+            st.held_bytes = st.held_bytes + cost(frame) - old.as_ref().map_or(0, cost);
+            if st.bytes + st.held_bytes > self.limit {
+                return Err(self.overflow(st));
+            }
             if replaced {
                 st.conflated += 1;
                 return Err(Push::Conflated);
@@ -55,9 +61,13 @@ impl Outbox {
     ) -> Option<(MutexGuard<'a, State>, Option<Instant>)> {
         let now = Instant::now();
         let mut due: SmallVec<[(Bytes, u64, Arc<str>); 4]> = SmallVec::new();
-        for r in st.rates.iter_mut() {
+        let State {
+            rates, held_bytes, ..
+        } = &mut *st;
+        for r in rates.iter_mut() {
             if r.held.is_some() && now >= r.next_at {
                 if let Some(f) = r.held.take() {
+                    *held_bytes -= cost(&f);
                     due.push((f, r.key, r.name.clone()));
                 }
                 r.next_at = now + r.interval;
@@ -100,6 +110,7 @@ impl Outbox {
                 held,
             }),
             (None, Some(frame)) => {
+                st.held_bytes -= cost(&frame);
                 // Every result but an overflow is fine here; an overflow closes the
                 // connection as any push past the limit does.
                 let _ = self.conflate(st, &frame, key, name);
@@ -114,7 +125,7 @@ impl Outbox {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{f, lane, take_all};
+    use super::super::tests::{c, f, lane, take_all};
     use super::super::*;
     use std::collections::VecDeque;
     use std::time::Duration;
@@ -161,5 +172,26 @@ mod tests {
         assert_eq!(take_all(&o), vec![f(2)]);
         assert_eq!(o.push_lane(&f(3), &lane(1, &a)), Push::Queued);
         assert_eq!(take_all(&o), vec![f(3)], "uncapped");
+    }
+
+    #[test]
+    fn a_value_held_by_max_rate_counts_until_it_is_sent() {
+        let o = Outbox::with_lanes(10_000, 10_000, Duration::from_secs(60));
+        let a: Arc<str> = "ticker:A".into();
+        o.set_rate(1, &a, Some(Duration::from_secs(60)));
+        o.push_lane(&f(10), &lane(1, &a));
+        assert_eq!(take_all(&o), vec![f(10)]);
+        assert_eq!(o.push_lane(&f(500), &lane(1, &a)), Push::Queued, "held");
+        assert_eq!(o.queued_bytes(), c(1, 500));
+        assert_eq!(o.push_lane(&f(50), &lane(1, &a)), Push::Conflated);
+        assert_eq!(o.queued_bytes(), c(1, 50), "the replaced one is freed");
+        o.set_rate(1, &a, None);
+        assert_eq!(
+            o.queued_bytes(),
+            c(1, 50),
+            "uncapped: queued now, counted once"
+        );
+        assert_eq!(take_all(&o), vec![f(50)]);
+        assert_eq!(o.queued_bytes(), 0);
     }
 }
