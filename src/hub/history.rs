@@ -5,11 +5,13 @@
 //! copy. A format that no subscriber used at publish time is built on first replay and
 //! kept (and counted) like the others, so any format can be served without re-parsing.
 //! The data shares the allocation of a frame that embeds it verbatim (the v1 envelope or
-//! raw frame) and is then not counted twice. Memory is bounded three ways: N per channel (per namespace), an optional age
-//! (TTL), and a relay-wide byte budget ([`Budget`]). Past the budget, the channel that is
-//! publishing forgets its own oldest messages first, down to its newest one, which it
-//! always keeps (the last value). Every message forgotten for space or age is counted as
-//! an eviction.
+//! raw frame) and is then not counted twice. Memory is bounded three ways: N per channel
+//! (per namespace), an optional age (TTL), and a relay-wide byte budget ([`Budget`]).
+//! Past the budget, the channel that is publishing forgets its own oldest messages first,
+//! down to its newest one (the last value); if that is not enough, the hub trims every
+//! channel, oldest history first, to its last value, and then forgets the stalest last
+//! values (see `hub::evict`). Every message forgotten for space or age is counted as an
+//! eviction.
 
 use bytes::Bytes;
 use smallvec::SmallVec;
@@ -31,6 +33,8 @@ pub struct Budget {
     pub evictions: AtomicU64,
     /// The cap on `bytes`.
     pub max: u64,
+    /// Held by the one thread trimming all channels (see `hub::evict`).
+    pub(crate) sweeping: parking_lot::Mutex<()>,
 }
 
 impl Budget {
@@ -40,11 +44,18 @@ impl Budget {
             bytes: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
             max: max as u64,
+            sweeping: parking_lot::Mutex::new(()),
         }
     }
 
-    fn over(&self) -> bool {
+    /// Whether all history together holds more than the cap.
+    pub(crate) fn over(&self) -> bool {
         self.bytes.load(Ordering::Relaxed) > self.max
+    }
+
+    /// Where a relay-wide trim stops: an eighth under the cap, so that trims are rare.
+    pub(crate) fn target(&self) -> u64 {
+        self.max - self.max / 8
     }
 }
 
@@ -205,6 +216,22 @@ impl History {
         }
         budget.evictions.fetch_add(n as u64, Ordering::Relaxed);
         n
+    }
+
+    /// When the oldest held message was kept.
+    pub fn oldest_at(&self) -> Option<Instant> {
+        self.ring.front().map(|e| e.at)
+    }
+
+    /// Forgets the oldest messages while more than `keep` are held and all history holds
+    /// more than `target` bytes; counts them as evictions.
+    pub fn evict_to(&mut self, keep: usize, target: u64, budget: &Budget) {
+        let mut n = 0;
+        while self.ring.len() > keep && budget.bytes.load(Ordering::Relaxed) > target {
+            self.pop_oldest(budget);
+            n += 1;
+        }
+        budget.evictions.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Forgets everything (the channel is being reclaimed).

@@ -13,6 +13,7 @@
 //! upstream relay or a backplane), and whoever registered an [`Interest`] is told when a
 //! channel gets its first subscriber on this node, loses its last, or is reclaimed.
 
+mod evict;
 pub mod history;
 pub mod interest;
 pub mod shard;
@@ -315,6 +316,7 @@ impl Hub {
             m.slow_consumer_closes
                 .fetch_add(overflowed, Ordering::Relaxed);
         }
+        self.trim_history();
         Published {
             position: Position {
                 epoch: prepared.epoch,
@@ -368,6 +370,18 @@ impl Hub {
     /// with this subscribe lands either in the replay or in the live stream, never both
     /// or neither. A subscriber that was already subscribed gets nothing extra.
     pub fn subscribe(
+        &self,
+        name: &str,
+        sub: &Subscriber,
+        recover: Option<Recover<'_>>,
+    ) -> Result<Subscribed, ErrorCode> {
+        let r = self.subscribe_locked(name, sub, recover);
+        // A replay may have built (and kept) frames of another format.
+        self.trim_history();
+        r
+    }
+
+    fn subscribe_locked(
         &self,
         name: &str,
         sub: &Subscriber,
