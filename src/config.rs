@@ -34,6 +34,8 @@ pub const DEFAULT_CHANNEL_IDLE_SECS: u64 = 300;
 pub const DEFAULT_HEARTBEAT_MS: u64 = 25_000;
 /// Default for `--handshake-timeout-ms`.
 pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+/// Default `--http-write-timeout-ms`.
+pub const DEFAULT_HTTP_WRITE_TIMEOUT_MS: u64 = 10_000;
 /// Default for `--max-header-bytes`.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Default listen backlog: pending connections the kernel queues before `accept` (it
@@ -141,6 +143,12 @@ pub struct Config {
     /// Time a client has to send its complete request head (slowloris guard).
     #[arg(long, env = "TICKRELAY_HANDSHAKE_TIMEOUT_MS", default_value_t = DEFAULT_HANDSHAKE_TIMEOUT_MS)]
     pub handshake_timeout_ms: u64,
+
+    /// Time an HTTP response write may make no progress (a client that stops reading)
+    /// before the connection is dropped; like nginx's `send_timeout`, between two
+    /// successful writes, not for the whole response.
+    #[arg(long, env = "TICKRELAY_HTTP_WRITE_TIMEOUT_MS", default_value_t = DEFAULT_HTTP_WRITE_TIMEOUT_MS)]
+    pub http_write_timeout_ms: u64,
 
     /// Largest HTTP request head, in bytes.
     #[arg(long, env = "TICKRELAY_MAX_HEADER_BYTES", default_value_t = DEFAULT_MAX_HEADER_BYTES)]
@@ -296,6 +304,7 @@ impl Default for Config {
             channel_idle_secs: DEFAULT_CHANNEL_IDLE_SECS,
             heartbeat_ms: DEFAULT_HEARTBEAT_MS,
             handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
+            http_write_timeout_ms: DEFAULT_HTTP_WRITE_TIMEOUT_MS,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             listen_backlog: DEFAULT_LISTEN_BACKLOG,
             close_timeout_ms: DEFAULT_CLOSE_TIMEOUT_MS,
@@ -398,6 +407,10 @@ impl Config {
             (
                 "handshake-timeout-ms",
                 self.handshake_timeout_ms.to_string(),
+            ),
+            (
+                "http-write-timeout-ms",
+                self.http_write_timeout_ms.to_string(),
             ),
             ("max-header-bytes", self.max_header_bytes.to_string()),
             ("listen-backlog", self.listen_backlog.to_string()),

@@ -199,6 +199,11 @@ impl Relay {
         Some(HttpSlot(self.clone()))
     }
 
+    /// Plain HTTP connections open now (not upgraded).
+    pub fn http_connections(&self) -> usize {
+        self.http_connections.load(Ordering::Relaxed)
+    }
+
     /// The credentials this relay accepts, for [`crate::auth::check`].
     pub fn keys(&self) -> crate::auth::Keys<'_> {
         crate::auth::Keys {

@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::config::Config;
+use crate::http::write_timeout::WriteTimeout;
 use crate::relay::Relay;
 
 /// Serves one HTTP/1.1 connection (and its upgrade). Accepted during the drain, it
@@ -62,7 +63,13 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, relay: Arc<Re
         .max_buf_size(cfg.max_header_bytes.max(8192))
         .max_header_size(cfg.max_header_bytes)
         .keep_alive(!draining)
-        .serve_connection(TokioIo::new(stream), svc)
+        .serve_connection(
+            TokioIo::new(WriteTimeout::new(
+                stream,
+                Duration::from_millis(cfg.http_write_timeout_ms),
+            )),
+            svc,
+        )
         .with_upgrades();
     tokio::pin!(conn);
     if draining {

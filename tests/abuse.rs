@@ -199,3 +199,72 @@ async fn plain_http_connections_are_capped() {
     }
     r.stop().await;
 }
+
+/// A client that asks for a large response and stops reading is dropped once the write
+/// has made no progress for --http-write-timeout-ms: it no longer holds its place (nor
+/// the response's memory).
+#[tokio::test]
+async fn an_http_response_nobody_reads_times_out() {
+    let r = start(Config {
+        http_write_timeout_ms: 300,
+        max_response_bytes: 32 << 20,
+        ..config()
+    })
+    .await;
+    // 100 messages of 60 KB in history: a 6 MB response, past any socket buffer here.
+    let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(60_000));
+    for _ in 0..100 {
+        assert_eq!(r.publish("signals:big", &big).await.0, 200);
+    }
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = socket.connect(r.addr).await.unwrap();
+    let req = format!(
+        "GET /history/signals:big?limit=100 HTTP/1.1\r\nHost: {}\r\n\r\n",
+        r.addr
+    );
+    stalled.write_all(req.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let s = r.stats().await;
+    assert_eq!(
+        s["http_connections"], 2,
+        "the stalled one and this one: {s}"
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let s = r.stats().await;
+        if s["http_connections"] == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stalled response was never timed out: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // What it can still read is the part that was written: not the whole response.
+    let mut got = 0usize;
+    let mut head = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match tokio::time::timeout(WAIT, tokio::io::AsyncReadExt::read(&mut stalled, &mut buf))
+            .await
+            .expect("the connection ends")
+        {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if head.len() < 12 {
+                    head.extend_from_slice(&buf[..n.min(12)]);
+                }
+                got += n
+            }
+        }
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&head)
+    );
+    assert!(got < 6_000_000, "{got} bytes: the response was not cut off");
+    r.stop().await;
+}

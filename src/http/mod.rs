@@ -13,6 +13,7 @@ pub mod history;
 pub mod publish;
 pub mod stats;
 pub mod upgrade;
+pub mod write_timeout;
 
 use bytes::Bytes;
 use http_body_util::Full;

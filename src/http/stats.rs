@@ -62,7 +62,7 @@ struct Counter {
     value: u64,
 }
 
-fn counters(relay: &Relay) -> [Counter; 15] {
+fn counters(relay: &Relay) -> [Counter; 16] {
     let m = &relay.metrics;
     let g = Metrics::get;
     let c = |prom, json, kind, help, value| Counter {
@@ -79,6 +79,13 @@ fn counters(relay: &Relay) -> [Counter; 15] {
             "gauge",
             "Open WebSocket connections.",
             g(&m.connections),
+        ),
+        c(
+            "http_connections",
+            "http_connections",
+            "gauge",
+            "Open plain HTTP connections (not upgraded; at most --max-http-connections).",
+            relay.http_connections() as u64,
         ),
         c(
             "connections_total",

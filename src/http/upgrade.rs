@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpStream;
 
+use super::write_timeout::WriteTimeout;
 use super::{percent_decode, text, Resp};
 use crate::dialect::{Echo, V1};
 use crate::protocol::channel;
@@ -317,10 +318,11 @@ pub async fn handle(mut req: Request<Incoming>, relay: Arc<Relay>, peer: SocketA
                 }
             };
         }
-        match upgraded.downcast::<TokioIo<TcpStream>>() {
+        match upgraded.downcast::<TokioIo<WriteTimeout<TcpStream>>>() {
             Ok(parts) => {
-                // Own the two halves of the socket: reader and writer never share a lock.
-                let (r, w) = parts.io.into_inner().into_split();
+                // Own the two halves of the socket: reader and writer never share a lock
+                // (and the HTTP write timeout is left behind: writers have their own).
+                let (r, w) = parts.io.into_inner().into_inner().into_split();
                 run_session!(Prefixed::new(parts.read_buf, r), w);
             }
             Err(upgraded) => {
