@@ -35,8 +35,9 @@ pub struct Relay {
     next_conn: AtomicU64,
     /// The shutdown flag and the live connections it waits for.
     pub drain: Arc<Drain>,
-    /// Every open connection's outbox, for `/stats` (registered and removed by sessions).
-    outboxes: parking_lot::Mutex<std::collections::HashMap<u64, Arc<Outbox>>>,
+    /// Every open connection, for `/stats` and shutdown (registered and removed by
+    /// sessions).
+    conns: parking_lot::Mutex<std::collections::HashMap<u64, Conn>>,
     /// JWT verification (`None`: no JWT key configured).
     pub jwt: Option<Arc<crate::auth::Verifier>>,
     /// Open WebSockets per client address.
@@ -45,6 +46,34 @@ pub struct Relay {
     http_connections: std::sync::atomic::AtomicUsize,
     /// `/stats` and `/metrics` bodies, reused for `--stats-cache-ms`.
     pub snapshots: crate::metrics::SnapshotCache,
+}
+
+/// An open connection as `/stats` and shutdown see it.
+#[derive(Debug, Clone)]
+pub struct Conn {
+    /// Its outbound queue.
+    pub outbox: Arc<Outbox>,
+    /// The client's address.
+    pub peer: std::net::SocketAddr,
+    /// When it was upgraded.
+    pub since: std::time::Instant,
+    /// The dialect it speaks ([`crate::dialect::Dialect::NAME`]).
+    pub dialect: &'static str,
+}
+
+/// One connection in the slowest-consumer list (see [`Relay::slowest`]).
+#[derive(Debug, Clone)]
+pub struct Consumer {
+    /// The connection's id.
+    pub conn: u64,
+    /// The connection.
+    pub info: Conn,
+    /// Bytes queued, in flight or held back.
+    pub queued_bytes: usize,
+    /// Age of the oldest channel message not sent yet, ms ([`Outbox::lag_ms`]).
+    pub lag_ms: u64,
+    /// Messages replaced by newer ones before they were sent.
+    pub conflated: u64,
 }
 
 /// Holds one of the `--max-http-connections` places until dropped.
@@ -94,7 +123,7 @@ impl Relay {
             metrics,
             next_conn: AtomicU64::new(1),
             drain: Arc::default(),
-            outboxes: Default::default(),
+            conns: Default::default(),
             jwt,
             per_ip,
             snapshots: Default::default(),
@@ -102,29 +131,65 @@ impl Relay {
         })
     }
 
-    /// Registers a connection's outbox until [`Relay::unregister`].
-    pub fn register(&self, conn: u64, outbox: Arc<Outbox>) {
-        self.outboxes.lock().insert(conn, outbox);
+    /// Registers a connection until [`Relay::unregister`].
+    pub fn register(&self, conn: u64, info: Conn) {
+        self.conns.lock().insert(conn, info);
     }
 
-    /// Forgets a closed connection's outbox.
+    /// Forgets a closed connection.
     pub fn unregister(&self, conn: u64) {
-        self.outboxes.lock().remove(&conn);
+        self.conns.lock().remove(&conn);
+    }
+
+    fn outboxes(&self) -> Vec<Arc<Outbox>> {
+        self.conns
+            .lock()
+            .values()
+            .map(|c| c.outbox.clone())
+            .collect()
     }
 
     /// Bytes queued or in flight over all connections (walks every outbox: for `/stats`,
     /// not for hot paths).
     pub fn queued_bytes(&self) -> u64 {
-        let all: Vec<Arc<Outbox>> = self.outboxes.lock().values().cloned().collect();
-        all.iter().map(|o| o.queued_bytes() as u64).sum()
+        self.outboxes()
+            .iter()
+            .map(|o| o.queued_bytes() as u64)
+            .sum()
+    }
+
+    /// Every open connection with its queue figures, the furthest behind first (by lag,
+    /// then queued bytes). Walks every connection: for `/stats` and `/metrics` (cached
+    /// snapshots), not for hot paths.
+    pub fn consumers(&self) -> Vec<Consumer> {
+        let all: Vec<(u64, Conn)> = self
+            .conns
+            .lock()
+            .iter()
+            .map(|(k, c)| (*k, c.clone()))
+            .collect();
+        let now = crate::hub::now_ms();
+        let mut out: Vec<Consumer> = all
+            .into_iter()
+            .map(|(conn, info)| Consumer {
+                conn,
+                queued_bytes: info.outbox.queued_bytes(),
+                lag_ms: info.outbox.lag_ms(now),
+                conflated: info.outbox.conflated(),
+                info,
+            })
+            .collect();
+        out.sort_unstable_by(|a, b| {
+            (b.lag_ms, b.queued_bytes, a.conn).cmp(&(a.lag_ms, a.queued_bytes, b.conn))
+        });
+        out
     }
 
     /// Queues `1001 server shutting down` (in each connection's format) behind what every
     /// open connection already has queued. Sessions registered after this walk see the
     /// shutdown flag instead.
     pub fn close_all(&self) {
-        let all: Vec<Arc<Outbox>> = self.outboxes.lock().values().cloned().collect();
-        for o in all {
+        for o in self.outboxes() {
             o.close_with(shutdown_close(o.format()));
         }
     }

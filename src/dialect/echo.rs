@@ -11,6 +11,7 @@ pub struct Echo;
 
 impl Dialect for Echo {
     const RELAY: bool = false;
+    const NAME: &'static str = "echo";
 
     fn format(&self) -> Format {
         Format::ENVELOPE

@@ -49,6 +49,9 @@ pub trait Dialect: Send + 'static {
     /// rate limit. False for a conformance mode that only answers frames.
     const RELAY: bool = true;
 
+    /// The dialect's name in `/stats` (the slowest consumers).
+    const NAME: &'static str;
+
     /// The format channel messages, notices and closes are built in for this connection.
     fn format(&self) -> Format;
 

@@ -32,6 +32,8 @@ impl V1 {
 }
 
 impl Dialect for V1 {
+    const NAME: &'static str = "v1";
+
     fn format(&self) -> Format {
         self.format
     }

@@ -133,6 +133,7 @@ pub fn read_path(data: &[u8]) {
         } else {
             Vec::new()
         },
+        peer: ([127, 0, 0, 1], 9).into(),
     };
     let chunk = match cut {
         0 => usize::MAX,

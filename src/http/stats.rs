@@ -13,6 +13,15 @@ use crate::relay::Relay;
 /// How many channels `/stats` lists (most subscribed first).
 pub const STATS_CHANNELS: usize = 1000;
 
+/// How many connections `/stats` lists as the slowest consumers (furthest behind first).
+pub const STATS_SLOWEST: usize = 20;
+
+/// Upper bounds of the `/metrics` buckets of per-connection lag, ms.
+const LAG_BUCKETS_MS: [u64; 10] = [1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10_000];
+
+/// Upper bounds of the `/metrics` buckets of per-connection queued bytes.
+const QUEUED_BUCKETS: [u64; 7] = [0, 1024, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20];
+
 /// Serves the three read-only endpoints. `/stats` lists private channels (their names
 /// say which users are online) only to the publish key or an admin token
 /// (`Authorization: Bearer`); `/stats` and `/metrics` answer from a snapshot at most
@@ -234,8 +243,49 @@ fn stats_json(relay: &Relay, trusted: bool) -> Vec<u8> {
         j::push_u64(&mut out, *subs as u64);
         out.push(b'}');
     }
-    out.extend_from_slice(b"]}");
+    out.push(b']');
+    if trusted {
+        // Client addresses are for operators only, like private channel names.
+        out.extend_from_slice(br#","slowest":["#);
+        for (i, c) in relay.consumers().iter().take(STATS_SLOWEST).enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(br#"{"conn":"#);
+            j::push_u64(&mut out, c.conn);
+            out.extend_from_slice(br#","dialect":"#);
+            j::push_str(&mut out, c.info.dialect);
+            out.extend_from_slice(br#","address":"#);
+            j::push_str(&mut out, &c.info.peer.to_string());
+            out.extend_from_slice(br#","age_s":"#);
+            j::push_u64(&mut out, c.info.since.elapsed().as_secs());
+            out.extend_from_slice(br#","queued_bytes":"#);
+            j::push_u64(&mut out, c.queued_bytes as u64);
+            out.extend_from_slice(br#","lag_ms":"#);
+            j::push_u64(&mut out, c.lag_ms);
+            out.extend_from_slice(br#","conflated":"#);
+            j::push_u64(&mut out, c.conflated);
+            out.push(b'}');
+        }
+        out.push(b']');
+    }
+    out.push(b'}');
     out
+}
+
+/// A histogram over the connections open now (one observation each) in Prometheus text.
+fn snapshot_histogram(s: &mut String, name: &str, help: &str, bounds: &[u64], values: &[u64]) {
+    let _ = writeln!(
+        s,
+        "# HELP tickrelay_{name} {help}\n# TYPE tickrelay_{name} histogram"
+    );
+    for b in bounds {
+        let n = values.iter().filter(|v| **v <= *b).count();
+        let _ = writeln!(s, "tickrelay_{name}_bucket{{le=\"{b}\"}} {n}");
+    }
+    let _ = writeln!(s, "tickrelay_{name}_bucket{{le=\"+Inf\"}} {}", values.len());
+    let _ = writeln!(s, "tickrelay_{name}_sum {}", values.iter().sum::<u64>());
+    let _ = writeln!(s, "tickrelay_{name}_count {}", values.len());
 }
 
 fn prometheus(relay: &Relay) -> String {
@@ -271,6 +321,23 @@ fn prometheus(relay: &Relay) -> String {
             f.name()
         );
     }
+    let consumers = relay.consumers();
+    let lags: Vec<u64> = consumers.iter().map(|c| c.lag_ms).collect();
+    let queued: Vec<u64> = consumers.iter().map(|c| c.queued_bytes as u64).collect();
+    snapshot_histogram(
+        &mut s,
+        "connection_lag_ms",
+        "Open connections by lag: age of the oldest channel message not yet sent to each (ms), over the connections open at this scrape.",
+        &LAG_BUCKETS_MS,
+        &lags,
+    );
+    snapshot_histogram(
+        &mut s,
+        "connection_queued_bytes",
+        "Open connections by bytes queued, in flight or held back, over the connections open at this scrape.",
+        &QUEUED_BUCKETS,
+        &queued,
+    );
     s.pop(); // `text` adds the final newline
     s
 }

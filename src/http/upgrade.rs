@@ -291,6 +291,7 @@ pub async fn handle(mut req: Request<Incoming>, relay: Arc<Relay>, peer: SocketA
     let params = Params {
         identity,
         channels: query.channels,
+        peer,
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     // The upgrade resolves only after hyper has written this 101 response, so it must be

@@ -288,6 +288,7 @@ impl Hub {
             key: ch.id,
             name: &ch.name,
             conflate: ch.conflate,
+            ts: prepared.ts,
         };
         for s in prepared.subscribers.iter() {
             // Every subscriber's format was in use when the frames were built.

@@ -96,6 +96,8 @@ pub struct Channel {
 pub(crate) struct Prepared {
     pub(crate) offset: u64,
     pub(crate) epoch: Epoch,
+    /// Publish time, ms since the Unix epoch.
+    pub(crate) ts: u64,
     /// One frame per format some subscriber uses.
     pub(crate) frames: Frames,
     pub(crate) subscribers: Arc<[Subscriber]>,
@@ -192,6 +194,7 @@ impl ChannelState {
         Prepared {
             offset: self.offset,
             epoch: self.epoch,
+            ts: ts_ms,
             frames,
             subscribers,
         }

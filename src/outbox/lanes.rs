@@ -131,6 +131,7 @@ mod tests {
             key: 3,
             name: &a,
             conflate: false,
+            ts: 1,
         };
         assert_eq!(
             o.push_lane(&f(500), &reliable),

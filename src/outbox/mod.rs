@@ -85,6 +85,8 @@ pub struct Lane<'a> {
     pub name: &'a Arc<str>,
     /// A conflate channel; otherwise reliable.
     pub conflate: bool,
+    /// The message's publish time, ms since the Unix epoch (for [`Outbox::lag_ms`]).
+    pub ts: u64,
 }
 
 /// A placeholder in the queue, see [`Outbox::reserve`].
@@ -132,6 +134,9 @@ struct State {
     /// The answer to the latest ping, sent ahead of the queue: at most one is pending
     /// (RFC 6455 §5.5.3 lets a pong answer only the most recent ping).
     pong: Option<Bytes>,
+    /// Publish time of the first channel message queued since the connection was last
+    /// caught up (everything written, nothing held back by conflation), or [`CAUGHT_UP`].
+    behind_ms: u64,
 }
 
 /// A connection's bounded outbound queue.
@@ -146,6 +151,9 @@ pub struct Outbox {
     /// The connection's wire format: builds its notices and its slow-consumer close.
     format: Format,
 }
+
+/// How far behind its channels a connection is: see [`Outbox::lag_ms`].
+const CAUGHT_UP: u64 = 0;
 
 impl Outbox {
     /// An empty outbox holding at most `limit` bytes, conflating only at the limit.
@@ -189,7 +197,10 @@ impl Outbox {
     /// Queues a channel message on its lane (see the module docs).
     #[inline]
     pub fn push_lane(&self, frame: &Bytes, lane: &Lane<'_>) -> Push {
-        let st = self.state.lock();
+        let mut st = self.state.lock();
+        if st.behind_ms == CAUGHT_UP {
+            st.behind_ms = lane.ts.max(1);
+        }
         // The common case, kept to what `push` did before lanes: keeping up, no rate cap.
         let bound = if lane.conflate { self.soft } else { self.limit };
         if !st.lagging && !st.closing && st.rates.is_empty() && st.bytes + cost(frame) <= bound {
@@ -401,6 +412,9 @@ impl Outbox {
     pub fn release(&self, bytes: usize) {
         let mut st = self.state.lock();
         st.bytes = st.bytes.saturating_sub(bytes);
+        if st.bytes == 0 && st.held.is_empty() {
+            st.behind_ms = CAUGHT_UP;
+        }
         if !st.lagging || st.bytes > self.soft / 2 || st.closing {
             return;
         }
@@ -430,6 +444,17 @@ impl Outbox {
             }
             h.key != key
         });
+    }
+
+    /// How far behind its channels the connection is at `now_ms` (ms since the Unix
+    /// epoch): the age of the oldest channel message it has not been sent yet, counted
+    /// from its publish time; 0 when caught up. A value held back by a `max_rate` cap the
+    /// connection asked for does not count as behind.
+    pub fn lag_ms(&self, now_ms: u64) -> u64 {
+        match self.state.lock().behind_ms {
+            CAUGHT_UP => 0,
+            since => now_ms.saturating_sub(since),
+        }
     }
 
     /// Messages this connection never got because newer ones replaced them.

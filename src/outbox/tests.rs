@@ -8,6 +8,7 @@ pub(super) fn lane(key: u64, name: &Arc<str>) -> Lane<'_> {
         key,
         name,
         conflate: true,
+        ts: 1,
     }
 }
 
@@ -147,4 +148,29 @@ fn a_reserved_place_counts_until_filled_or_dropped() {
     );
     o.release(t.bytes);
     assert_eq!(o.queued_bytes(), 0);
+}
+
+#[test]
+fn lag_is_the_age_of_the_oldest_unsent_channel_message() {
+    let o = Outbox::new(1 << 20);
+    let a: Arc<str> = "ticker:A".into();
+    let at = |ts| Lane {
+        key: 1,
+        name: &a,
+        conflate: false,
+        ts,
+    };
+    assert_eq!(o.lag_ms(5_000), 0, "nothing queued: caught up");
+    o.push(&f(10));
+    assert_eq!(o.lag_ms(5_000), 0, "a reply is not a channel message");
+    o.push_lane(&f(10), &at(1_000));
+    o.push_lane(&f(10), &at(1_500));
+    assert_eq!(o.lag_ms(5_000), 4_000, "from the oldest one unsent");
+    let mut batch = VecDeque::new();
+    let t = o.take(&mut batch);
+    assert_eq!(o.lag_ms(5_000), 4_000, "taken is not yet written");
+    o.release(t.bytes);
+    assert_eq!(o.lag_ms(5_000), 0, "written: caught up");
+    o.push_lane(&f(10), &at(4_900));
+    assert_eq!(o.lag_ms(5_000), 100);
 }

@@ -47,6 +47,8 @@ pub struct Params {
     pub identity: crate::auth::Identity,
     /// `?channels=`: subscribed before the first frame is read.
     pub channels: Vec<String>,
+    /// The client's address (for `/stats`).
+    pub peer: std::net::SocketAddr,
 }
 
 /// The reader's view of a connection: its dialect, subscriptions and credentials.
@@ -313,7 +315,15 @@ where
         )
         .for_format(dialect.format()),
     );
-    relay.register(conn, outbox.clone());
+    relay.register(
+        conn,
+        crate::relay::Conn {
+            outbox: outbox.clone(),
+            peer: params.peer,
+            since: std::time::Instant::now(),
+            dialect: D::NAME,
+        },
+    );
     let _registered = Registered(relay.clone(), conn);
     // Registered before this check, so a shutdown either sees this outbox in its walk
     // or has already raised the flag seen here.
@@ -365,6 +375,7 @@ mod tests {
         let params = Params {
             identity: Default::default(),
             channels: vec![],
+            peer: ([127, 0, 0, 1], 9).into(),
         };
         let dialect = crate::dialect::V1::new(crate::protocol::format::Format::ENVELOPE);
         let run_size = std::mem::size_of_val(&run(r, w, relay.clone(), dialect, params));
