@@ -3,20 +3,24 @@
 //! | path | method | module |
 //! |---|---|---|
 //! | `/ws` | GET (upgrade) | [`upgrade`] |
+//! | `/sse` | GET (event stream) | [`sse`] |
 //! | `/publish/{channel}`, `/publish` | POST | [`publish`] |
 //! | `/history/{channel}` | GET | [`history`] |
 //! | `/stats`, `/metrics`, `/health` | GET | [`stats`] |
 //!
 //! Errors are plain text, one line, with the status that fits.
 
+mod body;
 pub mod history;
 pub mod publish;
+pub mod sse;
 pub mod stats;
 pub mod upgrade;
 pub mod write_timeout;
 
+pub use body::Body;
+
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{header, Method, Request, Response, StatusCode};
 use std::net::SocketAddr;
@@ -25,7 +29,7 @@ use std::sync::Arc;
 use crate::relay::Relay;
 
 /// The response type of every endpoint.
-pub type Resp = Response<Full<Bytes>>;
+pub type Resp = Response<Body>;
 
 /// Routes one request.
 pub async fn route(req: Request<Incoming>, relay: Arc<Relay>, peer: SocketAddr) -> Resp {
@@ -34,6 +38,8 @@ pub async fn route(req: Request<Incoming>, relay: Arc<Relay>, peer: SocketAddr) 
     match path.as_str() {
         "/ws" if method == Method::GET => upgrade::handle(req, relay, peer).await,
         "/ws" => method_not_allowed("GET"),
+        "/sse" if method == Method::GET => sse::handle(req, relay, peer).await,
+        "/sse" => method_not_allowed("GET"),
         "/publish" if method == Method::POST => publish::batch(req, relay).await,
         p if p.starts_with("/publish/") && method == Method::POST => {
             publish::single(req, relay, &p["/publish/".len()..]).await
@@ -56,7 +62,7 @@ pub async fn route(req: Request<Incoming>, relay: Arc<Relay>, peer: SocketAddr) 
 
 /// A one-line plain-text response.
 pub fn text(status: StatusCode, line: &str) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(format!("{line}\n"))));
+    let mut r = Response::new(Body::full(Bytes::from(format!("{line}\n"))));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -67,7 +73,7 @@ pub fn text(status: StatusCode, line: &str) -> Resp {
 
 /// A JSON response.
 pub fn json(status: StatusCode, body: Vec<u8>) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let mut r = Response::new(Body::full(Bytes::from(body)));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,

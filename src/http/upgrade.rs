@@ -159,10 +159,13 @@ pub fn parse_query(query: Option<&str>, max_subscriptions: usize) -> Result<Quer
             "format" => {
                 q.format = match v.as_str() {
                     "" => Format::ENVELOPE,
-                    name => Format::from_name(name).ok_or(reject(
-                        StatusCode::BAD_REQUEST,
-                        "format must be envelope, raw or msgpack",
-                    ))?,
+                    // `sse` is `GET /sse`'s format, not a WebSocket one.
+                    name => Format::from_name(name)
+                        .filter(|f| *f != Format::SSE)
+                        .ok_or(reject(
+                            StatusCode::BAD_REQUEST,
+                            "format must be envelope, raw or msgpack",
+                        ))?,
                 }
             }
             "channels" => {
@@ -332,7 +335,7 @@ pub async fn handle(mut req: Request<Incoming>, relay: Arc<Relay>, peer: SocketA
             }
         }
     });
-    let mut resp = Response::new(http_body_util::Full::new(Bytes::new()));
+    let mut resp = Response::new(super::Body::empty());
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = resp.headers_mut();
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));

@@ -105,10 +105,11 @@ impl Entry {
         frames + if self.data_shared { 0 } else { self.data.len() } + ENTRY_OVERHEAD
     }
 
-    /// The message as every format sees it.
-    pub fn message<'a>(&'a self, channel: &'a str) -> Message<'a> {
+    /// The message as every format sees it (`epoch`: its channel's).
+    pub fn message<'a>(&'a self, channel: &'a str, epoch: &'a str) -> Message<'a> {
         Message {
             channel,
+            epoch,
             offset: self.offset,
             ts: self.ts,
             data: &self.data,
@@ -271,13 +272,14 @@ impl History {
         i: usize,
         format: Format,
         channel: &str,
+        epoch: &str,
         budget: &Budget,
     ) -> Option<(Bytes, bool)> {
         let e = self.ring.get_mut(i)?;
         if let Some(b) = e.frame(format) {
             return Some((b.clone(), false));
         }
-        let b = format.message(&e.message(channel));
+        let b = format.message(&e.message(channel, epoch));
         e.frames.push((format, b.clone()));
         self.bytes += b.len();
         budget.bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
@@ -305,6 +307,7 @@ mod tests {
         let mut frames = Frames::default();
         let m = Message {
             channel: "c",
+            epoch: "abcd1234",
             offset,
             ts: 1,
             data: data.as_bytes(),
@@ -348,14 +351,16 @@ mod tests {
         assert_eq!(e.cost(), env.len() + ENTRY_OVERHEAD, "counted once");
         h.push(e, &b);
         let before = h.bytes();
-        let (raw, built) = h.frame_at(0, Format::RAW, "c", &b).unwrap();
+        let (raw, built) = h.frame_at(0, Format::RAW, "c", "abcd1234", &b).unwrap();
         assert!(built);
         assert_eq!(&raw[2..], br#"{"p":"\u00e9"}"#);
         assert_eq!(h.bytes(), before + raw.len(), "a cached frame is counted");
-        let (again, built) = h.frame_at(0, Format::RAW, "c", &b).unwrap();
+        let (again, built) = h.frame_at(0, Format::RAW, "c", "abcd1234", &b).unwrap();
         assert!(!built);
         assert_eq!(again.as_ptr(), raw.as_ptr());
-        let (env2, built) = h.frame_at(0, Format::ENVELOPE, "c", &b).unwrap();
+        let (env2, built) = h
+            .frame_at(0, Format::ENVELOPE, "c", "abcd1234", &b)
+            .unwrap();
         assert!(!built);
         assert_eq!(env2, env);
         assert_eq!(b.bytes.load(Ordering::Relaxed) as usize, h.bytes());

@@ -421,9 +421,11 @@ impl Hub {
                     Coverage::Gap => newest.clone(),
                 };
                 let mut frames = Vec::with_capacity(replay.len());
+                let epoch = st.epoch;
                 for i in replay {
                     let Some((frame, built)) =
-                        st.history.frame_at(i, sub.format, name, &self.budget)
+                        st.history
+                            .frame_at(i, sub.format, name, epoch.as_str(), &self.budget)
                     else {
                         break;
                     };

@@ -170,8 +170,10 @@ impl ChannelState {
         self.offset += 1;
         let now = Instant::now();
         self.last_active = now;
+        let epoch = self.epoch;
         let m = Message {
             channel: name,
+            epoch: epoch.as_str(),
             offset: self.offset,
             ts: ts_ms,
             data,

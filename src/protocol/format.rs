@@ -12,6 +12,7 @@
 //! | 0 | `envelope` | protocol v1 text: `{"type":"message","channel":..,"offset":..,"ts":..,"data":..}` |
 //! | 1 | `raw` | protocol v1 text: the publisher's `data` alone |
 //! | 2 | `msgpack` | binary MessagePack: the envelope's fields, `data` transcoded |
+//! | 3 | `sse` | Server-Sent Events (`GET /sse`): `id: <epoch>:<offset>` and the envelope ([`super::sse`]) |
 //!
 //! A new format (a dialect's message template, a compressed variant) is one more id here
 //! and one more arm in each `match`.
@@ -19,7 +20,7 @@
 use bytes::Bytes;
 
 use super::close::CloseCode;
-use super::{encode, msgpack};
+use super::{encode, msgpack, sse};
 
 /// A wire format's id (an index into per-format tables).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -37,6 +38,8 @@ impl Default for Format {
 pub struct Message<'a> {
     /// The channel (a validated name).
     pub channel: &'a str,
+    /// The channel's epoch (with `offset`, the message's position).
+    pub epoch: &'a str,
     /// Its offset in the channel.
     pub offset: u64,
     /// Publish time, milliseconds since the Unix epoch.
@@ -52,10 +55,13 @@ impl Format {
     pub const RAW: Format = Format(1);
     /// MessagePack: the envelope's fields in a binary frame.
     pub const MSGPACK: Format = Format(2);
+    /// Server-Sent Events: a message is an event whose id is its position.
+    pub const SSE: Format = Format(3);
     /// How many formats there are (the length of per-format tables).
-    pub const COUNT: usize = 3;
+    pub const COUNT: usize = 4;
     /// Every format, by id.
-    pub const ALL: [Format; Format::COUNT] = [Format::ENVELOPE, Format::RAW, Format::MSGPACK];
+    pub const ALL: [Format; Format::COUNT] =
+        [Format::ENVELOPE, Format::RAW, Format::MSGPACK, Format::SSE];
 
     /// The index of this format in per-format tables.
     #[inline]
@@ -68,6 +74,7 @@ impl Format {
         match self {
             Format::RAW => "raw",
             Format::MSGPACK => "msgpack",
+            Format::SSE => "sse",
             _ => "envelope",
         }
     }
@@ -87,6 +94,7 @@ impl Format {
         match self {
             Format::RAW => encode::raw_frame(m.data),
             Format::MSGPACK => msgpack::message_frame(m),
+            Format::SSE => sse::message(m.channel, m.epoch, m.offset, m.ts, m.data),
             _ => encode::message_frame(m.channel, m.offset, m.ts, m.data),
         }
     }
@@ -120,13 +128,17 @@ impl Format {
     pub fn notice(self, json_frame: Bytes) -> Bytes {
         match self {
             Format::MSGPACK => msgpack::from_json_frame(&json_frame),
+            Format::SSE => sse::notice(&json_frame),
             _ => json_frame,
         }
     }
 
     /// The frame that ends a connection of this format.
     pub fn close(self, code: CloseCode, reason: &str) -> Bytes {
-        encode::close_frame(code.get(), reason)
+        match self {
+            Format::SSE => sse::close(code.get(), reason),
+            _ => encode::close_frame(code.get(), reason),
+        }
     }
 }
 
@@ -191,6 +203,7 @@ mod tests {
     fn frames_are_built_once_per_format() {
         let m = Message {
             channel: "ticker:A",
+            epoch: "abcd1234",
             offset: 3,
             ts: 9,
             data: br#"{"p":1}"#,

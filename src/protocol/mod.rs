@@ -18,3 +18,4 @@ pub mod format;
 pub mod json;
 pub mod msgpack;
 pub mod publish;
+pub mod sse;

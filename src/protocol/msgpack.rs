@@ -117,6 +117,7 @@ mod tests {
     fn a_message_is_the_envelope_as_a_map() {
         let f = message_frame(&Message {
             channel: "t:A",
+            epoch: "abcd1234",
             offset: 7,
             ts: 300,
             data: br#"{"p":2}"#,

@@ -21,6 +21,7 @@ pub mod access;
 pub mod framing;
 pub mod reader;
 pub mod reassembly;
+pub mod sse;
 pub mod writer;
 
 use bytes::Bytes;
