@@ -183,8 +183,16 @@ pub fn report(
     );
     r.field(
         "peak_connections",
-        p.peak_connections.to_string(),
+        format!("{} (relay, sampled once a second)", p.peak_connections),
         Json::Int(p.peak_connections),
+    );
+    // Steady subscribers are all up for the whole load, the rest come and go.
+    let peak_client =
+        p.shared.conns.up.load(Ordering::Relaxed) + p.load.peak_open.load(Ordering::Relaxed) + 1;
+    r.field(
+        "peak_open_client",
+        format!("{peak_client} (this tool: steady + publisher + most unhealthy at once)"),
+        Json::Int(peak_client),
     );
     connection_fields(&mut r, a.connections, &p.shared.conns, p.connect_secs);
     let l = &p.load;

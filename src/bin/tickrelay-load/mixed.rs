@@ -38,6 +38,10 @@ pub struct Load {
     pub flood_frames: AtomicU64,
     /// Flooder connections the relay closed.
     pub flood_closed: AtomicU64,
+    /// Connections of these kinds open now (counted by [`Open`]).
+    pub open: AtomicU64,
+    /// Most of them open at once.
+    pub peak_open: AtomicU64,
     /// Picks the address pair of the next connection.
     next_idx: AtomicUsize,
 }
@@ -55,6 +59,23 @@ impl Load {
     fn idx(&self) -> usize {
         // Past the steady subscribers' indexes, so both spread over the addresses.
         self.next_idx.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Counts a connection as open while it lives.
+struct Open<'a>(&'a Load);
+
+impl<'a> Open<'a> {
+    fn new(l: &'a Load) -> Self {
+        let now = l.open.fetch_add(1, Ordering::Relaxed) + 1;
+        l.peak_open.fetch_max(now, Ordering::Relaxed);
+        Open(l)
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -174,6 +195,7 @@ async fn churner(i: usize, a: Arc<ChurnArgs>, target: Target, load: Arc<Load>, e
             }
         };
         load.churn_cycles.fetch_add(1, Ordering::Relaxed);
+        let _open = Open::new(&load);
         let hold = Duration::from_millis(rng.below(a.churn_hold_ms + 1));
         let until = end.min(Instant::now() + hold);
         // Read what arrives while held, as a live client would.
@@ -243,6 +265,11 @@ async fn storms(a: Arc<ChurnArgs>, target: Target, load: Arc<Load>, end: Instant
                 held.push(ws);
             }
         }
+        // Counted once all are up (each one as it came up would only add contention).
+        let n = held.len() as u64;
+        let now = load.open.fetch_add(n, Ordering::Relaxed) + n;
+        load.peak_open.fetch_max(now, Ordering::Relaxed);
+        load.open.fetch_sub(n, Ordering::Relaxed);
         // All up (or failed): reset them at once.
         drop(held);
         at += every;
@@ -276,6 +303,7 @@ async fn stalled(i: usize, a: Arc<ChurnArgs>, target: Target, load: Arc<Load>, e
         match r {
             Ok(s) => {
                 load.stalled_cycles.fetch_add(1, Ordering::Relaxed);
+                let _open = Open::new(&load);
                 // Never read: the relay's queue for it fills until it is cut off or
                 // this reader goes away.
                 tokio::time::sleep_until(end.min(Instant::now() + hold)).await;
@@ -305,6 +333,7 @@ async fn flooder(i: usize, a: Arc<ChurnArgs>, target: Target, load: Arc<Load>, e
             }
         };
         load.flood_cycles.fetch_add(1, Ordering::Relaxed);
+        let _open = Open::new(&load);
         let (mut rd, mut wr) = ws.split(|s| s.into_split());
         rd.set_auto_pong(false);
         rd.set_auto_close(false);
