@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::churn_report::{delta, mib, report, Limits, Row, MIB};
+use crate::churn_report::{delta, mib, report, Limits, Phase, Row, MIB};
 use crate::cli::{self, ChurnArgs, FanoutArgs, Via};
 use crate::mixed::{self, Load};
 use crate::net::Target;
@@ -67,23 +67,6 @@ pub fn check(a: &ChurnArgs) -> Result<(), String> {
         return Err("--rss-tolerance-mib and --rss-tolerance-pct must be >= 0".into());
     }
     Ok(())
-}
-
-/// What one load phase leaves (the measured one is reported by [`crate::churn_report`]).
-pub struct Phase {
-    pub rows: Vec<Row>,
-    pub shared: Arc<Shared>,
-    pub load: Arc<Load>,
-    pub ps: Arc<PubStats>,
-    pub tally: Tally,
-    pub expected: u64,
-    pub latency: hdrhistogram::Histogram<u64>,
-    pub relay: RelayStats,
-    pub peak_connections: u64,
-    pub peak_rss: Option<u64>,
-    pub connect_secs: f64,
-    pub timeline: Vec<(f64, f64)>,
-    pub cpu: stats::CpuUse,
 }
 
 /// Runs the whole load for `secs`; `rows` says whether to report (the warm-up does not).

@@ -4,12 +4,15 @@
 //! within the limits).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use crate::churn::Phase;
 use crate::cli::ChurnArgs;
+use crate::mixed::Load;
 use crate::probe::{RelayStats, Sample};
+use crate::publishers::PubStats;
 use crate::report::Report;
 use crate::stats::{self, fmt_ns, Json};
+use crate::subs::{Shared, Tally};
 use crate::summary::{connection_fields, cpu_fields, latency_row};
 
 pub const MIB: f64 = 1048576.0;
@@ -20,6 +23,23 @@ pub fn mib(b: Option<u64>) -> String {
 
 fn opt_int(x: Option<u64>) -> Json {
     x.map_or(Json::Null, Json::Int)
+}
+
+/// What one load phase leaves (the measured one is reported here).
+pub struct Phase {
+    pub rows: Vec<Row>,
+    pub shared: Arc<Shared>,
+    pub load: Arc<Load>,
+    pub ps: Arc<PubStats>,
+    pub tally: Tally,
+    pub expected: u64,
+    pub latency: hdrhistogram::Histogram<u64>,
+    pub relay: RelayStats,
+    pub peak_connections: u64,
+    pub peak_rss: Option<u64>,
+    pub connect_secs: f64,
+    pub timeline: Vec<(f64, f64)>,
+    pub cpu: stats::CpuUse,
 }
 
 /// One report row: the state at the end of an interval and what happened in it.
