@@ -74,7 +74,8 @@ pub struct Common {
     pub threads: usize,
 
     /// PID of the relay process, to report its CPU use (/proc/PID/stat) and, in idle
-    /// mode, its resident memory (/proc/PID/status VmRSS).
+    /// mode, its resident memory (/proc/PID/status VmRSS); in churn mode also its open
+    /// fds (found by the port it listens on when not given).
     #[arg(long)]
     pub relay_pid: Option<u32>,
 
@@ -241,7 +242,8 @@ pub struct ChurnArgs {
     #[arg(long, default_value_t = 500)]
     pub storm_size: usize,
 
-    /// Seconds between storms (the first comes one period after the load starts).
+    /// Seconds between storms (the first comes one period, or half the load time if
+    /// that is sooner, after the load starts).
     #[arg(long, default_value_t = 20.0)]
     pub storm_every: f64,
 
