@@ -219,6 +219,7 @@ async fn healthy_subscribers_keep_latency_and_order_while_faulty_ones_are_cut_of
     }
     all.sort();
     let p99 = all[all.len() * 99 / 100];
+    eprintln!("healthy subscribers: p99 {p99:?}, max {:?}", all.last());
     assert!(
         p99 < P99_BOUND,
         "healthy p99 {p99:?} (max {:?}) while the faults ran",
@@ -245,21 +246,21 @@ async fn healthy_subscribers_keep_latency_and_order_while_faulty_ones_are_cut_of
             .unwrap();
         assert!(held < Duration::from_secs(5), "slowloris held for {held:?}");
     }
-    // Zero-window readers and half frames are cut off while this test still holds their
-    // sockets: only the healthy subscribers, the publisher and (if it kept up after its
-    // short stop) the briefly stopped process are left.
-    let healthy_left = HEALTHY as u64 + 1;
-    let s = r
-        .wait_stats("stalled and half-frame clients cut off", |s| {
-            s["connections"].as_u64().unwrap() <= healthy_left + 1
-        })
-        .await;
+    // Zero-window readers and half frames were cut off while this test still held their
+    // sockets: each reads what the relay had sent, then the end (a close frame or EOF),
+    // never the 10 s silence of a connection the relay forgot.
+    for c in stalled.iter_mut().chain(halves.iter_mut()) {
+        c.expect_close().await;
+    }
+    let s = r.stats().await;
     assert_eq!(s["slow_consumer_closes"], 0, "cut by the heartbeat: {s}");
+    // Left: the healthy subscribers, the publisher, and the briefly stopped process if it
+    // kept up (all of them idle now, so the heartbeat may be taking them too).
+    assert!(
+        s["connections"].as_u64().unwrap() <= HEALTHY as u64 + 2,
+        "{s}"
+    );
     brief.kill().await.unwrap();
-    r.wait_stats("the stopped-and-continued process gone", |s| {
-        s["connections"].as_u64().unwrap() == healthy_left
-    })
-    .await;
 
     // Everyone goes away: connections and descriptors back to the baseline.
     drop((stalled, halves, tx, rx, kept));
