@@ -275,3 +275,40 @@ fn help_explains_every_option_with_defaults() {
         assert!(help.contains(default), "{default} in fanout --help");
     }
 }
+
+#[test]
+fn churn_help_names_every_kind_of_client_and_the_leak_check() {
+    let bin = env!("CARGO_BIN_EXE_tickrelay-load");
+    let out = std::process::Command::new(bin)
+        .args(["churn", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for opt in [
+        "--connections",
+        "--churners",
+        "--storm-size",
+        "--storm-every",
+        "--stalled",
+        "--flooders",
+        "--flood-rate",
+        "--duration",
+        "--interval",
+        "--warmup",
+        "--settle",
+        "--rss-tolerance-mib",
+        "--rss-tolerance-pct",
+        "--fd-tolerance",
+        "--relay-pid",
+        "--dst-addrs",
+    ] {
+        assert!(help.contains(opt), "{opt} in churn --help:\n{help}");
+    }
+    // Bad bounds are refused before anything connects.
+    let out = std::process::Command::new(bin)
+        .args(["churn", "--target", "127.0.0.1:9", "--interval", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--interval"));
+}

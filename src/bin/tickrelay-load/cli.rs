@@ -1,4 +1,4 @@
-//! Command line: three modes sharing the connection and reporting options.
+//! Command line: four modes sharing the connection and reporting options.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -32,6 +32,11 @@ pub enum Mode {
     /// Open N subscribed connections and hold them: relay memory per connection (with
     /// --relay-pid).
     Idle(IdleArgs),
+    /// A soak: steady subscribers, a publisher, connect/disconnect churn and storms,
+    /// stalled readers and flooders for --duration, a row per --interval with the relay's
+    /// RSS, fds, connections, queued bytes and errors; fails if RSS or fds do not come
+    /// back to the baseline once the load stops.
+    Churn(ChurnArgs),
 }
 
 /// Options every mode has.
@@ -69,7 +74,8 @@ pub struct Common {
     pub threads: usize,
 
     /// PID of the relay process, to report its CPU use (/proc/PID/stat) and, in idle
-    /// mode, its resident memory (/proc/PID/status VmRSS).
+    /// mode, its resident memory (/proc/PID/status VmRSS); in churn mode also its open
+    /// fds (found by the port it listens on when not given).
     #[arg(long)]
     pub relay_pid: Option<u32>,
 
@@ -188,6 +194,121 @@ pub struct IdleArgs {
     /// Seconds to hold the connections once all are up.
     #[arg(long, default_value_t = 10.0)]
     pub hold: f64,
+}
+
+/// `churn` options. Every connection kind reconnects until --duration is over.
+#[derive(Args, Debug, Clone)]
+pub struct ChurnArgs {
+    #[command(flatten)]
+    pub common: Common,
+
+    /// Steady subscribers (the healthy ones): connected first, held for the whole run,
+    /// checked for loss, reordering and disconnects.
+    #[arg(long, short = 'n', default_value_t = 1000)]
+    pub connections: usize,
+
+    /// Channels, named PREFIX:0 .. PREFIX:K-1; steady subscriber i takes channels i and
+    /// i+K/2 (mod K).
+    #[arg(long, short = 'k', default_value_t = 100)]
+    pub channels: usize,
+
+    /// Channel name prefix.
+    #[arg(long, default_value = "churn")]
+    pub channel_prefix: String,
+
+    /// Publish key of the relay (also sent to GET /stats as a Bearer token).
+    #[arg(long, env = "TICKRELAY_PUBLISH_KEY", hide_env_values = true)]
+    pub publish_key: Option<String>,
+
+    /// Messages per second in total, one WebSocket publisher, round robin over channels.
+    #[arg(long, default_value_t = 200.0)]
+    pub rate: f64,
+
+    /// Approximate payload size of each tick in bytes.
+    #[arg(long, default_value_t = 150)]
+    pub payload_bytes: usize,
+
+    /// Churners: connections that connect, subscribe, hold 0..--churn-hold-ms, close
+    /// (every other one with a close frame, the rest with a reset), and start again.
+    #[arg(long, default_value_t = 50)]
+    pub churners: usize,
+
+    /// Longest hold of one churner connection (ms); each picks a random time below it.
+    #[arg(long, default_value_t = 1000)]
+    pub churn_hold_ms: u64,
+
+    /// Connections of one storm: opened together (--concurrency handshakes in flight),
+    /// held until all are up, then all reset at once. 0: no storms.
+    #[arg(long, default_value_t = 500)]
+    pub storm_size: usize,
+
+    /// Seconds between storms (the first comes one period, or half the load time if
+    /// that is sooner, after the load starts).
+    #[arg(long, default_value_t = 20.0)]
+    pub storm_every: f64,
+
+    /// Stalled readers: subscribe (with a 4 KiB receive buffer), never read, reset
+    /// after --stall-secs, and start again.
+    #[arg(long, default_value_t = 10)]
+    pub stalled: usize,
+
+    /// How long a stalled reader holds its connection (seconds).
+    #[arg(long, default_value_t = 15.0)]
+    pub stall_secs: f64,
+
+    /// Flooders: send commands and pings at --flood-rate until the relay's rate limit
+    /// closes them, then reconnect.
+    #[arg(long, default_value_t = 4)]
+    pub flooders: usize,
+
+    /// Frames per second each flooder sends (JSON pings, WebSocket pings,
+    /// subscribe/unsubscribe).
+    #[arg(long, default_value_t = 500)]
+    pub flood_rate: u32,
+
+    /// Load time in seconds (after the steady subscribers are up).
+    #[arg(long, short = 'd', default_value_t = 60.0)]
+    pub duration: f64,
+
+    /// Seconds between report rows (RSS, fds, connections, queued bytes, errors).
+    #[arg(long, default_value_t = 60.0)]
+    pub interval: f64,
+
+    /// Seconds of the same load before the baseline is taken (0: none), so the
+    /// allocator's first high-water mark is in the baseline and what is left is growth.
+    /// Growth of the relay's history rings (/stats history_bytes) is allowed on top of the
+    /// tolerance; a warm-up of history x channels / rate seconds fills them first.
+    #[arg(long, default_value_t = 10.0)]
+    pub warmup: f64,
+
+    /// After the load stops, wait at most this many seconds for the relay's connections
+    /// to reach 0 and its RSS and fds to come back.
+    #[arg(long, default_value_t = 30.0)]
+    pub settle: f64,
+
+    /// RSS may end at most this many MiB above the baseline ...
+    #[arg(long, default_value_t = 16.0)]
+    pub rss_tolerance_mib: f64,
+
+    /// ... or this many percent above it, whichever is larger.
+    #[arg(long, default_value_t = 10.0)]
+    pub rss_tolerance_pct: f64,
+
+    /// Open fds may end at most this many above the baseline.
+    #[arg(long, default_value_t = 8)]
+    pub fd_tolerance: u64,
+}
+
+impl ChurnArgs {
+    /// Every connection the run may hold at once (and the publisher).
+    pub fn total_connections(&self) -> usize {
+        self.connections
+            .saturating_add(self.churners)
+            .saturating_add(self.storm_size)
+            .saturating_add(self.stalled)
+            .saturating_add(self.flooders)
+            .saturating_add(1)
+    }
 }
 
 /// Checks the bounds every mode shares; `Err` is a one-line reason.

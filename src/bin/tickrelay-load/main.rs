@@ -8,14 +8,22 @@
 //! | [`fanout`] | the fanout mode: subscribe, publish, drain, stop, its report |
 //! | [`publishers`] | the fanout publishers (WebSocket or HTTP), paced, acks per channel |
 //! | [`hold`] | the connect and idle modes |
+//! | [`churn`] | the churn mode (soak): warm-up, baseline, mixed load, settle |
+//! | [`churn_report`] | the churn mode's rows per interval, summary and verdict |
+//! | [`mixed`] | the churn mode's churners, storms, stalled readers and flooders |
+//! | [`probe`] | the relay from outside: its pid, RSS and fds from /proc, GET /stats |
 //! | [`stats`] | clock, sharded HdrHistograms, /proc CPU and RSS, JSON writer |
 //! | [`report`] | progress line, summary table, JSON line, HTML with SVG |
 //! | [`summary`] | summary rows the modes share (connections, CPU, latency), the steady rate |
 
+mod churn;
+mod churn_report;
 mod cli;
 mod fanout;
 mod hold;
+mod mixed;
 mod net;
+mod probe;
 mod publishers;
 mod report;
 mod stats;
@@ -32,6 +40,7 @@ fn main() -> ExitCode {
         Mode::Fanout(a) => (a.common.clone(), a.connections),
         Mode::Connect(a) => (a.common.clone(), a.connections),
         Mode::Idle(a) => (a.common.clone(), a.connections),
+        Mode::Churn(a) => (a.common.clone(), a.total_connections()),
     };
     if let Err(e) = check(&cli.mode, &common, connections) {
         eprintln!("tickrelay-load: {e}");
@@ -87,6 +96,7 @@ fn check(mode: &Mode, c: &Common, connections: usize) -> Result<(), String> {
             }
             cli::secs("--hold", a.hold)?;
         }
+        Mode::Churn(a) => churn::check(a)?,
     }
     Ok(())
 }
@@ -120,6 +130,7 @@ async fn run(mode: Mode, c: Common, connections: usize) -> ExitCode {
         Mode::Fanout(a) => fanout::run(a, target).await,
         Mode::Connect(a) => hold::connect(a, target).await,
         Mode::Idle(a) => hold::idle(a, target).await,
+        Mode::Churn(a) => churn::run(a, target).await,
     };
     eprint!("{}", report.table());
     println!("{}", report.json_line());

@@ -149,6 +149,18 @@ impl ConnError {
 /// `nodelay` turns Nagle off: wanted where the client keeps sending (commands,
 /// publishes), a wasted system call where it sends one request and then only listens.
 pub async fn tcp(target: &Target, idx: usize, nodelay: bool) -> Result<TcpStream, ConnError> {
+    tcp_with(target, idx, nodelay, None).await
+}
+
+/// [`tcp`] with a receive buffer of `rcvbuf` bytes set before connecting (the window
+/// the kernel then advertises): a reader that never reads backs the relay up after
+/// kilobytes instead of megabytes.
+pub async fn tcp_with(
+    target: &Target,
+    idx: usize,
+    nodelay: bool,
+    rcvbuf: Option<u32>,
+) -> Result<TcpStream, ConnError> {
     let dst = target.dst[idx % target.dst.len()];
     let sock = if dst.is_ipv4() {
         TcpSocket::new_v4()
@@ -156,6 +168,10 @@ pub async fn tcp(target: &Target, idx: usize, nodelay: bool) -> Result<TcpStream
         TcpSocket::new_v6()
     }
     .map_err(|e| ConnError::io("socket", e))?;
+    if let Some(b) = rcvbuf {
+        sock.set_recv_buffer_size(b)
+            .map_err(|e| ConnError::io("SO_RCVBUF", e))?;
+    }
     if !target.src.is_empty() {
         let src = target.src[(idx / target.dst.len()) % target.src.len()];
         sock.bind(SocketAddr::new(src, 0))

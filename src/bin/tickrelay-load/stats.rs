@@ -64,6 +64,17 @@ impl Recorder {
             .sum()
     }
 
+    /// All histograms merged, each emptied: the samples since the last `take`.
+    pub fn take(&self) -> Histogram<u64> {
+        let mut h = histogram();
+        for s in self.shards.iter() {
+            let mut g = s.hist.lock();
+            let _ = h.add(&*g);
+            g.reset();
+        }
+        h
+    }
+
     /// All histograms merged.
     pub fn merged(&self) -> Histogram<u64> {
         let mut h = histogram();

@@ -149,7 +149,10 @@ pub fn path(prefix: &str, channels: &[u32]) -> String {
 
 /// Reads frames until the `subscribed` reply; returns the announced offset of each
 /// channel, in the order requested.
-async fn await_subscribed(ws: &mut WebSocket<TcpStream>, n: usize) -> Result<Vec<u64>, ConnError> {
+pub async fn await_subscribed(
+    ws: &mut WebSocket<TcpStream>,
+    n: usize,
+) -> Result<Vec<u64>, ConnError> {
     loop {
         let f = ws.read_frame().await.map_err(|e| ConnError {
             kind: Failure::Other,
