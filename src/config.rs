@@ -259,8 +259,8 @@ pub struct Config {
     #[arg(long, env = "TICKRELAY_COMMAND_BURST", default_value_t = DEFAULT_COMMAND_BURST)]
     pub command_burst: u32,
 
-    /// Commands refused with `rate_limited` in a row after which the connection is
-    /// closed with 1008 (0: never).
+    /// Strikes after which the connection is closed with 1008 (0: never): each command
+    /// refused with `rate_limited` adds one, each command run takes one away.
     #[arg(long, env = "TICKRELAY_RATE_LIMIT_CLOSE_AFTER", default_value_t = DEFAULT_RATE_LIMIT_CLOSE_AFTER)]
     pub rate_limit_close_after: u32,
 

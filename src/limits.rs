@@ -56,11 +56,15 @@ pub enum Verdict {
     Run,
     /// Refuse it with `rate_limited`.
     Refuse,
-    /// Refused too many times in a row: close the connection with 1008.
+    /// Refused too often: close the connection with 1008.
     Close,
 }
 
-/// A connection's command limit: a [`TokenBucket`] and a count of refusals in a row.
+/// A connection's command limit: a [`TokenBucket`] and a count of strikes: each refusal
+/// adds one and each command run takes one away, so a client that keeps sending at more
+/// than twice the rate is closed however the bucket's refills interleave (counting
+/// refusals *in a row* let a flooder at ten times the rate go on for ever: every tenth
+/// command ran and reset the count).
 #[derive(Debug, Clone)]
 pub struct CommandLimit {
     bucket: TokenBucket,
@@ -69,8 +73,8 @@ pub struct CommandLimit {
 }
 
 impl CommandLimit {
-    /// `rate` commands per second with `burst`; `close_after` refusals in a row (0: never)
-    /// end the connection.
+    /// `rate` commands per second with `burst`; `close_after` strikes (0: never) end the
+    /// connection.
     pub fn new(rate: u32, burst: u32, close_after: u32) -> Self {
         CommandLimit {
             bucket: TokenBucket::new(rate, burst, Instant::now()),
@@ -82,7 +86,7 @@ impl CommandLimit {
     /// Judges one command arriving `now`.
     pub fn check(&mut self, now: Instant) -> Verdict {
         if self.bucket.take(now) {
-            self.strikes = 0;
+            self.strikes = self.strikes.saturating_sub(1);
             return Verdict::Run;
         }
         self.strikes = self.strikes.saturating_add(1);
@@ -196,7 +200,7 @@ mod tests {
     }
 
     #[test]
-    fn refusals_in_a_row_close() {
+    fn strikes_close_and_runs_pay_them_back() {
         let mut l = CommandLimit::new(1, 2, 3);
         let now = Instant::now();
         assert_eq!(l.check(now), Verdict::Run);
@@ -204,12 +208,40 @@ mod tests {
         assert_eq!(l.check(now), Verdict::Refuse);
         assert_eq!(l.check(now), Verdict::Refuse);
         assert_eq!(l.check(now), Verdict::Close);
-        // A command that runs resets the count.
+        // A command that runs takes a strike back.
         let mut l = CommandLimit::new(1, 1, 2);
         assert_eq!(l.check(now), Verdict::Run);
         assert_eq!(l.check(now), Verdict::Refuse);
         assert_eq!(l.check(now + Duration::from_secs(1)), Verdict::Run);
         assert_eq!(l.check(now + Duration::from_secs(1)), Verdict::Refuse);
+        assert_eq!(l.check(now + Duration::from_secs(2)), Verdict::Run);
+    }
+
+    #[test]
+    fn a_flood_at_ten_times_the_rate_is_closed_though_some_commands_run() {
+        // 10 commands/s allowed, 100/s sent: every tenth runs, the others are refused.
+        let mut l = CommandLimit::new(10, 10, 50);
+        let t0 = Instant::now();
+        let mut ran = 0;
+        let closed_at = (0..10_000u64).find(|i| {
+            match l.check(t0 + Duration::from_millis(10 * i)) {
+                Verdict::Run => ran += 1,
+                Verdict::Refuse => {}
+                Verdict::Close => return true,
+            }
+            false
+        });
+        let at = closed_at.expect("the flood is closed");
+        assert!(at < 200, "closed after {at} commands");
+        assert!(ran > 10, "some commands ran meanwhile: {ran}");
+        // A client at the rate is never closed.
+        let mut fine = CommandLimit::new(10, 10, 50);
+        for i in 0..10_000u64 {
+            assert_ne!(
+                fine.check(t0 + Duration::from_millis(100 * i)),
+                Verdict::Close
+            );
+        }
     }
 
     #[test]
