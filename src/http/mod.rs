@@ -3,6 +3,7 @@
 //! | path | method | module |
 //! |---|---|---|
 //! | `/ws` | GET (upgrade) | [`upgrade`] |
+//! | `/connection/websocket` | GET (upgrade, the Centrifuge protocol) | [`upgrade`] |
 //! | `/publish/{channel}`, `/publish` | POST | [`publish`] |
 //! | `/history/{channel}` | GET | [`history`] |
 //! | `/stats`, `/metrics`, `/health` | GET | [`stats`] |
@@ -33,6 +34,10 @@ pub async fn route(req: Request<Incoming>, relay: Arc<Relay>, peer: SocketAddr) 
     match path.as_str() {
         "/ws" if method == Method::GET => upgrade::handle(req, relay, peer).await,
         "/ws" => method_not_allowed("GET"),
+        upgrade::CENTRIFUGE_PATH if method == Method::GET => {
+            upgrade::handle(req, relay, peer).await
+        }
+        upgrade::CENTRIFUGE_PATH => method_not_allowed("GET"),
         "/publish" if method == Method::POST => publish::batch(req, relay).await,
         p if p.starts_with("/publish/") && method == Method::POST => {
             publish::single(req, relay, &p["/publish/".len()..]).await
