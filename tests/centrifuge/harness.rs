@@ -177,6 +177,7 @@ async fn serve(mut s: TcpStream, state: Arc<Mutex<State>>) {
     let file = |name: &str| std::fs::read(format!("{CLIENTS}/{name}"));
     let (status, kind, out): (u16, &str, Vec<u8>) = match (method.as_str(), path.as_str()) {
         ("GET", "/") => (200, "text/html", file("page.html").unwrap()),
+        ("GET", "/favicon.ico") => (204, "text/plain", Vec::new()),
         ("GET", "/scenario.mjs") => (200, "text/javascript", file("scenario.mjs").unwrap()),
         ("GET", "/centrifuge.js") => match file("node_modules/centrifuge/dist/centrifuge.js") {
             Ok(js) => (200, "text/javascript", js),

@@ -105,7 +105,7 @@ pub fn parse_line(buf: &mut [u8]) -> Result<Option<Request<'_>>, ProtoError> {
         }
     }
     let Some((name, body)) = method else {
-        if obj.len() == 0 || (obj.len() == 1 && id.is_none() && obj.get("id").is_some()) {
+        if obj.is_empty() || (obj.len() == 1 && id.is_none() && obj.get("id").is_some()) {
             return Ok(None); // `{}`: the client's pong
         }
         return Err(err(&id, ErrorCode::UnknownOp, "method not found"));
