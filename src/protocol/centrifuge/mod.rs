@@ -89,6 +89,9 @@ pub fn publication_in(frame: &Bytes) -> Option<Bytes> {
     let payload = frame.slice(head.head_len..);
     let rest = payload.strip_prefix(PUSH_HEAD)?;
     let quote = rest.iter().position(|b| *b == b'"')?;
+    if !rest[quote..].starts_with(PUB_KEY) {
+        return None;
+    }
     let start = head.head_len + PUSH_HEAD.len() + quote + PUB_KEY.len();
     let end = frame.len().checked_sub(2)?;
     (start < end && frame.get(start) == Some(&b'{')).then(|| frame.slice(start..end))
