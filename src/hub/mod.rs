@@ -9,6 +9,9 @@
 //! subscriber of that format's [`Outbox`]: no per-subscriber serialization or allocation,
 //! and no lock held while touching a socket (sockets belong to the writer tasks).
 //!
+//! Subscribing and what a new subscriber is replayed (pushed, or handed back for a
+//! dialect's subscribe reply) are in `join.rs` ([`Hub::subscribe`], [`Hub::join`]).
+//!
 //! Offsets are assigned here ([`Hub::publish`]) or elsewhere ([`Hub::publish_at`]: an
 //! upstream relay or a backplane), and whoever registered an [`Interest`] is told when a
 //! channel gets its first subscriber on this node, loses its last, or is reclaimed.
