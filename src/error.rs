@@ -5,6 +5,15 @@
 //! publish API. It is a leaf: the parser's error (a code, a static message and the request
 //! `id`) is `protocol::command::ProtoError`.
 
+/// The refusal reason of a token whose `exp` has passed (`unauthorized`; a dialect with a
+/// "token expired" code of its own tells it apart by this).
+pub const TOKEN_EXPIRED: &str = "invalid token: expired";
+
+/// The refusal of a subscribe or history read whose position cannot be recovered, when
+/// it asked to be refused (`bad_request`; a dialect with an "unrecoverable position"
+/// code of its own tells it apart by this).
+pub const UNRECOVERABLE: &str = "unrecoverable position: the missed messages are gone";
+
 /// Error codes of protocol v1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {

@@ -65,7 +65,7 @@ impl Deadline {
         }
         self.at_ms.store(u64::MAX, Ordering::Release);
         Some(match self.why.load(Ordering::Relaxed) {
-            x if x == Why::NoAuth as u8 => "authentication timeout: send a token",
+            x if x == Why::NoAuth as u8 => crate::protocol::close::AUTH_TIMEOUT,
             _ => "token expired: refresh with an auth op before exp",
         })
     }

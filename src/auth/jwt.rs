@@ -196,7 +196,7 @@ fn public_key(pem: &[u8]) -> Result<(DecodingKey, Algorithm), String> {
 fn reason(e: jsonwebtoken::errors::Error) -> &'static str {
     use jsonwebtoken::errors::ErrorKind as K;
     match e.kind() {
-        K::ExpiredSignature => "invalid token: expired",
+        K::ExpiredSignature => crate::error::TOKEN_EXPIRED,
         K::ImmatureSignature => "invalid token: not valid yet (nbf)",
         K::InvalidSignature => "invalid token: bad signature",
         K::InvalidAlgorithm | K::InvalidAlgorithmName => "invalid token: algorithm not accepted",

@@ -12,13 +12,16 @@
 //! |---|---|---|
 //! | [`V1`] | `/ws` | protocol v1: JSON commands; frames in the `envelope`, `raw` or `msgpack` format |
 //! | [`Echo`] | `/ws` with `--echo` | every message sent back unchanged (RFC 6455 conformance runs) |
+//! | [`Centrifuge`] | `/connection/websocket` | the Centrifuge client protocol (JSON): Centrifugo's SDKs |
 //!
 //! The default methods speak protocol v1's replies (JSON, in the dialect's format's
 //! framing); a dialect with its own replies overrides them.
 
+mod centrifuge;
 mod echo;
 mod v1;
 
+pub use centrifuge::Centrifuge;
 pub use echo::Echo;
 pub use v1::V1;
 
@@ -28,7 +31,7 @@ use crate::error::ErrorCode;
 use crate::protocol::close::{CloseCode, Fail};
 use crate::protocol::command::{Id, ProtoError, Request};
 use crate::protocol::encode::{self, SubscribedChannel};
-use crate::protocol::format::Format;
+use crate::protocol::format::{Format, Message};
 
 /// What one complete client message asks of the session.
 #[derive(Debug)]
@@ -41,6 +44,25 @@ pub enum Inbound<'a> {
     Reply(Bytes),
     /// Fail the connection.
     Fail(Fail),
+    /// Nothing to do (a client's pong, an asynchronous message nobody handles).
+    Ignore,
+}
+
+/// Where a channel stands after a one-channel subscribe ([`Dialect::joined`]).
+#[derive(Debug, Clone)]
+pub struct JoinedChannel<'a> {
+    /// The channel.
+    pub channel: &'a str,
+    /// The channel keeps history: a client may recover from its position later.
+    pub recoverable: bool,
+    /// The channel's epoch.
+    pub epoch: &'a str,
+    /// The offset of the newest message (0: none yet).
+    pub offset: u64,
+    /// With a recovery: whether every missed message is in `replay`.
+    pub recovered: Option<bool>,
+    /// A successful recovery's messages, frames of the dialect's format, oldest first.
+    pub replay: &'a [Bytes],
 }
 
 /// One client protocol (see the module docs).
@@ -51,12 +73,24 @@ pub trait Dialect: Send + 'static {
 
     /// The dialect's name in `/stats` (the slowest consumers).
     const NAME: &'static str;
+    /// A client message holds one or more commands, one per line (`\n`); each line is
+    /// read by [`Dialect::inbound`] on its own.
+    const LINES: bool = false;
+
+    /// The client must open with a handshake ([`Command::Connect`]) within
+    /// `--auth-timeout-ms`, whatever the namespaces allow anonymously.
+    ///
+    /// [`Command::Connect`]: crate::protocol::command::Command::Connect
+    const HANDSHAKE: bool = false;
 
     /// The format channel messages, notices and closes are built in for this connection.
     fn format(&self) -> Format;
 
     /// Reads one complete client message (`text`: a text message, else binary).
     fn inbound<'a>(&mut self, text: bool, payload: &'a mut [u8]) -> Inbound<'a>;
+
+    /// Told the connection's id and heartbeat before anything else happens.
+    fn attach(&mut self, _conn: u64, _heartbeat_ms: u64) {}
 
     /// The first frame after the upgrade, if any.
     fn welcome(&self, conn: u64, heartbeat_ms: u64) -> Option<Bytes> {
@@ -87,6 +121,31 @@ pub trait Dialect: Send + 'static {
     /// The reply to a credential (`sub` and `exp` when a token was shown).
     fn authenticated(&self, id: Option<&Id>, sub: Option<&str>, exp: Option<u64>) -> Bytes {
         self.format().notice(encode::authenticated(id, sub, exp))
+    }
+
+    /// The reply to a handshake (`sub` and `exp` when a token was shown).
+    fn connected(&self, id: Option<&Id>, sub: Option<&str>, exp: Option<u64>) -> Bytes {
+        self.authenticated(id, sub, exp)
+    }
+
+    /// The reply to a one-channel subscribe that reports its position.
+    fn joined(&self, id: Option<&Id>, j: &JoinedChannel<'_>) -> Bytes {
+        let line = SubscribedChannel {
+            channel: j.channel,
+            epoch: j.epoch,
+            offset: j.offset,
+            recovered: j.recovered,
+        };
+        self.subscribed(id, &[line])
+    }
+
+    /// The reply to a history read: the channel's position and the messages asked for.
+    fn history(&self, id: Option<&Id>, _epoch: &str, _offset: u64, _m: &[Message<'_>]) -> Bytes {
+        self.error(
+            id,
+            ErrorCode::UnknownOp,
+            "history is read with GET /history",
+        )
     }
 
     /// The reply to an application-level ping.

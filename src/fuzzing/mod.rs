@@ -8,6 +8,7 @@
 //! | function | property |
 //! |---|---|
 //! | [`command`] | no panic; a parsed command, re-encoded, parses to the same command |
+//! | [`centrifuge`] | Centrifuge frames, line by line: no panic; a push of published data is one JSON line; commands round-trip |
 //! | [`publish`] | publish bodies and channel names: accepted input is what the encoder assumes |
 //! | [`read_path`] | a whole session over a duplex: no panic or hang, only well-formed frames out |
 //! | [`upgrade`] | `validate` accepts exactly what an independent RFC 6455 oracle accepts |
@@ -21,6 +22,7 @@
 //! The oracles here are written independently of the code under test (no shared
 //! helpers) so that a bug is not repeated on both sides.
 
+mod centrifuge;
 mod command;
 mod frame_encode;
 mod publish;
@@ -28,6 +30,7 @@ mod read_path;
 mod token;
 mod upgrade;
 
+pub use centrifuge::centrifuge;
 pub use command::command;
 pub use frame_encode::frame_encode;
 pub use publish::publish;
@@ -100,7 +103,8 @@ mod tests {
     #[test]
     fn the_committed_corpus_replays() {
         type Target = fn(&[u8]);
-        let targets: [(&str, Target); 6] = [
+        let targets: [(&str, Target); 7] = [
+            ("centrifuge", centrifuge),
             ("token", token),
             ("command", command),
             ("publish", publish),

@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `/ws` | GET (upgrade) | [`upgrade`] |
 //! | `/sse` | GET (event stream) | [`sse`] |
+//! | `/connection/websocket` | GET (upgrade, the Centrifuge protocol) | [`upgrade`] |
 //! | `/publish/{channel}`, `/publish` | POST | [`publish`] |
 //! | `/history/{channel}` | GET | [`history`] |
 //! | `/stats`, `/metrics`, `/health` | GET | [`stats`] |
@@ -40,6 +41,10 @@ pub async fn route(req: Request<Incoming>, relay: Arc<Relay>, peer: SocketAddr) 
         "/ws" => method_not_allowed("GET"),
         "/sse" if method == Method::GET => sse::handle(req, relay, peer).await,
         "/sse" => method_not_allowed("GET"),
+        upgrade::CENTRIFUGE_PATH if method == Method::GET => {
+            upgrade::handle(req, relay, peer).await
+        }
+        upgrade::CENTRIFUGE_PATH => method_not_allowed("GET"),
         "/publish" if method == Method::POST => publish::batch(req, relay).await,
         p if p.starts_with("/publish/") && method == Method::POST => {
             publish::single(req, relay, &p["/publish/".len()..]).await

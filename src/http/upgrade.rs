@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 
 use super::write_timeout::WriteTimeout;
 use super::{percent_decode, text, Resp};
-use crate::dialect::{Echo, V1};
+use crate::dialect::{Centrifuge, Echo, V1};
 use crate::protocol::channel;
 use crate::protocol::format::Format;
 use crate::relay::{spawn_session, Relay};
@@ -159,13 +159,10 @@ pub fn parse_query(query: Option<&str>, max_subscriptions: usize) -> Result<Quer
             "format" => {
                 q.format = match v.as_str() {
                     "" => Format::ENVELOPE,
-                    // `sse` is `GET /sse`'s format, not a WebSocket one.
-                    name => Format::from_name(name)
-                        .filter(|f| *f != Format::SSE)
-                        .ok_or(reject(
-                            StatusCode::BAD_REQUEST,
-                            "format must be envelope, raw or msgpack",
-                        ))?,
+                    name => Format::from_name(name).filter(|f| f.v1()).ok_or(reject(
+                        StatusCode::BAD_REQUEST,
+                        "format must be envelope, raw or msgpack",
+                    ))?,
                 }
             }
             "channels" => {
@@ -200,7 +197,11 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// Answers `GET /ws`. Checks, in order: the request head (400/405/426), `Origin` (403),
+/// The path of the Centrifuge client protocol (JSON), as Centrifugo serves it.
+pub const CENTRIFUGE_PATH: &str = "/connection/websocket";
+
+/// Answers `GET /ws` (protocol v1) and `GET /connection/websocket` (the Centrifuge
+/// protocol, whose `connect` command carries the token). Checks, in order: the request head (400/405/426), `Origin` (403),
 /// the query (400), the credential (401), shutdown (503), the client address's
 /// connection limit (429), the relay's (503).
 pub async fn handle(mut req: Request<Incoming>, relay: Arc<Relay>, peer: SocketAddr) -> Resp {
@@ -291,6 +292,7 @@ pub async fn handle(mut req: Request<Incoming>, relay: Arc<Relay>, peer: SocketA
     };
     let v1 = V1::new(query.format).with_max_channels(relay.config.max_subscriptions);
     let echo = relay.config.echo;
+    let centrifuge = req.uri().path() == CENTRIFUGE_PATH;
     let params = Params {
         identity,
         channels: query.channels,
@@ -317,6 +319,8 @@ pub async fn handle(mut req: Request<Incoming>, relay: Arc<Relay>, peer: SocketA
             ($r:expr, $w:expr) => {
                 if echo {
                     session::run($r, $w, task_relay, Echo, params).await
+                } else if centrifuge {
+                    session::run($r, $w, task_relay, Centrifuge::new(), params).await
                 } else {
                     session::run($r, $w, task_relay, v1, params).await
                 }

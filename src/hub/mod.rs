@@ -9,6 +9,9 @@
 //! subscriber of that format's [`Outbox`]: no per-subscriber serialization or allocation,
 //! and no lock held while touching a socket (sockets belong to the writer tasks).
 //!
+//! Subscribing and what a new subscriber is replayed (pushed, or handed back for a
+//! dialect's subscribe reply) are in `join.rs` ([`Hub::subscribe`], [`Hub::join`]).
+//!
 //! Offsets are assigned here ([`Hub::publish`]) or elsewhere ([`Hub::publish_at`]: an
 //! upstream relay or a backplane), and whoever registered an [`Interest`] is told when a
 //! channel gets its first subscriber on this node, loses its last, or is reclaimed.
@@ -16,6 +19,7 @@
 mod evict;
 pub mod history;
 pub mod interest;
+mod join;
 pub mod shard;
 
 use std::hash::{Hash, Hasher};
@@ -30,6 +34,7 @@ use crate::outbox::{Lane, Push};
 use history::{Budget, Coverage, History};
 use interest::Watchers;
 pub use interest::{Interest, InterestEvent};
+pub use join::{Joined, Replay};
 use shard::{Channel, ChannelState, Prepared, Shard};
 pub use shard::{Epoch, Subscriber};
 
@@ -359,111 +364,6 @@ impl Hub {
             self.channel_or_create(n.as_ref())?;
         }
         Ok(())
-    }
-
-    /// Adds `sub` to channel `name` (idempotent) and says where the channel stands:
-    /// every message after `position.offset` will be pushed to `sub`.
-    ///
-    /// A new subscriber also gets, pushed to its outbox before any live message: with
-    /// `recover`, the messages it missed when the history still holds them all
-    /// (`recovered: true`), else the newest message as a snapshot; without, the newest
-    /// message (last value). Replay happens under the channel lock, so a publish racing
-    /// with this subscribe lands either in the replay or in the live stream, never both
-    /// or neither. A subscriber that was already subscribed gets nothing extra.
-    pub fn subscribe(
-        &self,
-        name: &str,
-        sub: &Subscriber,
-        recover: Option<Recover<'_>>,
-    ) -> Result<Subscribed, ErrorCode> {
-        let r = self.subscribe_locked(name, sub, recover);
-        // A replay may have built (and kept) frames of another format.
-        self.trim_history();
-        r
-    }
-
-    fn subscribe_locked(
-        &self,
-        name: &str,
-        sub: &Subscriber,
-        recover: Option<Recover<'_>>,
-    ) -> Result<Subscribed, ErrorCode> {
-        loop {
-            let ch = self.channel_or_create(name)?;
-            let mut st = ch.state.lock();
-            if st.removed {
-                continue;
-            }
-            let new = st.add(sub);
-            if new {
-                self.metrics.subscriptions.fetch_add(1, Ordering::Relaxed);
-                if st.subscriber_count() == 1 {
-                    self.watchers.tell(&ch.name, InterestEvent::First);
-                }
-            }
-            st.history.expire(Instant::now(), &self.budget);
-            let position = Position {
-                epoch: st.epoch,
-                offset: st.offset,
-            };
-            let mut recovered = None;
-            if new {
-                let mut coverage = match recover {
-                    Some(r) if r.epoch == st.epoch.as_str() => {
-                        st.history.coverage(r.offset, st.offset)
-                    }
-                    _ => Coverage::Gap,
-                };
-                let newest = st.history.len().saturating_sub(1)..st.history.len();
-                let replay = match coverage {
-                    Coverage::UpToDate => 0..0,
-                    Coverage::From(i) => i..st.history.len(),
-                    Coverage::Gap => newest.clone(),
-                };
-                let mut frames = Vec::with_capacity(replay.len());
-                let epoch = st.epoch;
-                for i in replay {
-                    let Some((frame, built)) =
-                        st.history
-                            .frame_at(i, sub.format, name, epoch.as_str(), &self.budget)
-                    else {
-                        break;
-                    };
-                    if built {
-                        self.metrics.frame_built(sub.format);
-                    }
-                    frames.push(frame);
-                }
-                // A replay may take at most half of the connection's free queue: more
-                // would only close it as a slow consumer, and it would ask again for
-                // ever. Past that the answer is honest: not recovered, the newest only.
-                let bytes: usize = frames.iter().map(crate::outbox::cost).sum();
-                if matches!(coverage, Coverage::From(_)) && bytes > sub.outbox.room() / 2 {
-                    coverage = Coverage::Gap;
-                    frames.drain(..frames.len().saturating_sub(1));
-                }
-                if recover.is_some() {
-                    recovered = Some(coverage != Coverage::Gap);
-                }
-                let mut overflowed = false;
-                for frame in &frames {
-                    overflowed |= sub.outbox.push(frame) == Push::Overflow;
-                }
-                if overflowed {
-                    self.metrics
-                        .slow_consumer_closes
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            return Ok(Subscribed {
-                key: ch.id,
-                name: ch.name.clone(),
-                conflate_lane: ch.conflate,
-                position,
-                new,
-                recovered,
-            });
-        }
     }
 
     /// What channel `name`'s history holds after offset `since` (the newest `limit`

@@ -138,6 +138,11 @@ impl ChannelState {
         true
     }
 
+    /// Whether connection `conn` is subscribed.
+    pub(crate) fn has(&self, conn: u64) -> bool {
+        self.index.contains_key(&conn)
+    }
+
     /// Removes connection `conn`. Returns whether it was subscribed.
     pub(crate) fn remove(&mut self, conn: u64) -> bool {
         let Some(i) = self.index.remove(&conn) else {

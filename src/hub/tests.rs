@@ -151,3 +151,48 @@ fn interest_is_reported_on_first_subscriber_last_gone_and_reclaim() {
         ]
     );
 }
+
+#[test]
+fn a_join_hands_a_recovery_back_and_refuses_a_gap_only_when_asked() {
+    let h = hub();
+    for i in 1..=4 {
+        h.publish("signals:J", format!("{i}").as_bytes()).unwrap();
+    }
+    let epoch = h.position("signals:J").unwrap().epoch;
+    let from = |offset| {
+        Some(Recover {
+            epoch: epoch.as_str(),
+            offset,
+        })
+    };
+    let s = sub(1, Format::CENTRIFUGE);
+    let back = Replay::HandBack { refuse_gap: true };
+    let Joined::In { sub: j, replay } = h.join("signals:J", &s, from(2), back).unwrap() else {
+        panic!("recoverable")
+    };
+    assert_eq!((j.recovered, j.position.offset), (Some(true), 4));
+    let offsets: Vec<_> = replay
+        .iter()
+        .map(|f| String::from_utf8_lossy(&f[2..]).contains("\"offset\":3"))
+        .collect();
+    assert_eq!(offsets, [true, false], "offsets 3 and 4, oldest first");
+    assert!(drain(&s).is_empty(), "handed back, not pushed");
+    // Another epoch: refused with refuse_gap (nothing subscribed), else the newest pushed.
+    let t = sub(2, Format::CENTRIFUGE);
+    let gone = Some(Recover {
+        epoch: "zzzzzzzz",
+        offset: 4,
+    });
+    assert_eq!(
+        h.join("signals:J", &t, gone, back).unwrap(),
+        Joined::Unrecoverable
+    );
+    h.publish("signals:J", b"5").unwrap();
+    assert!(drain(&t).is_empty(), "a refused join subscribes nothing");
+    let lenient = Replay::HandBack { refuse_gap: false };
+    let Joined::In { sub: j, replay } = h.join("signals:J", &t, gone, lenient).unwrap() else {
+        panic!("lenient")
+    };
+    assert_eq!((j.recovered, replay.len()), (Some(false), 0));
+    assert_eq!(drain(&t).len(), 1, "the newest message, pushed");
+}

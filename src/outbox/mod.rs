@@ -261,7 +261,9 @@ impl Outbox {
         st.head_seq += st.queue.len() as u64;
         st.queue.clear();
         st.pending = None;
-        let close = self.format.close(CloseCode::POLICY, "slow consumer");
+        let close = self
+            .format
+            .close(CloseCode::POLICY, crate::protocol::close::SLOW_CONSUMER);
         st.bytes += cost(&close);
         st.queue.push_back(close);
         st.closing = true;

@@ -37,5 +37,14 @@ impl CloseCode {
     }
 }
 
+/// The close reason of a connection whose queue overflowed.
+pub const SLOW_CONSUMER: &str = "slow consumer";
+
+/// The close reason of a connection silent for longer than the idle timeout.
+pub const HEARTBEAT_TIMEOUT: &str = "heartbeat timeout";
+
+/// The close reason of a connection that showed no credential in time.
+pub const AUTH_TIMEOUT: &str = "authentication timeout: send a token";
+
 /// Why a connection is being failed: the close code and a short reason.
 pub type Fail = (CloseCode, &'static str);

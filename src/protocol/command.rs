@@ -132,6 +132,36 @@ pub enum Command<'a> {
     },
     /// Application-level ping (browsers cannot send ping frames).
     Ping,
+    /// A dialect's handshake (Centrifuge `connect`): a credential, or none for an
+    /// anonymous connection. Answered before any other reply. Never made by the v1 parser.
+    Connect {
+        /// The credential, if any.
+        token: Option<&'a str>,
+    },
+    /// Subscribe to one channel and be told exactly where it stands (Centrifuge
+    /// `subscribe`): a recovery's messages come inside the reply, and with `strict` a
+    /// position that cannot be recovered is refused instead of answered with the newest
+    /// message. Never made by the v1 parser.
+    Join {
+        /// Validated name.
+        channel: &'a str,
+        /// Where the client left off, if it asks to recover.
+        recover: Option<RecoverFrom<'a>>,
+        /// Refuse an unrecoverable position.
+        strict: bool,
+    },
+    /// Read a channel's history ring, like `GET /history` (Centrifuge `history`). Never
+    /// made by the v1 parser.
+    History {
+        /// Validated name.
+        channel: &'a str,
+        /// Messages after this position only (its epoch must be the channel's).
+        since: Option<RecoverFrom<'a>>,
+        /// At most this many messages (`None`: all held; `Some(0)`: the position only).
+        limit: Option<usize>,
+        /// Newest first (with `since`: the messages before it).
+        reverse: bool,
+    },
 }
 
 /// A command with its optional `id`.

@@ -12,7 +12,8 @@
 //! | 0 | `envelope` | protocol v1 text: `{"type":"message","channel":..,"offset":..,"ts":..,"data":..}` |
 //! | 1 | `raw` | protocol v1 text: the publisher's `data` alone |
 //! | 2 | `msgpack` | binary MessagePack: the envelope's fields, `data` transcoded |
-//! | 3 | `sse` | Server-Sent Events (`GET /sse`): `id: <epoch>:<offset>` and the envelope ([`super::sse`]) |
+//! | 3 | `centrifuge` | Centrifuge text: `{"push":{"channel":..,"pub":{"data":..,"offset":..}}}` |
+//! | 4 | `sse` | Server-Sent Events (`GET /sse`): `id: <epoch>:<offset>` and the envelope ([`super::sse`]) |
 //!
 //! A new format (a dialect's message template, a compressed variant) is one more id here
 //! and one more arm in each `match`.
@@ -20,7 +21,7 @@
 use bytes::Bytes;
 
 use super::close::CloseCode;
-use super::{encode, msgpack, sse};
+use super::{centrifuge, encode, msgpack, sse};
 
 /// A wire format's id (an index into per-format tables).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -55,13 +56,21 @@ impl Format {
     pub const RAW: Format = Format(1);
     /// MessagePack: the envelope's fields in a binary frame.
     pub const MSGPACK: Format = Format(2);
+    /// The Centrifuge protocol's publication push (the data verbatim, line feeds as
+    /// spaces).
+    pub const CENTRIFUGE: Format = Format(3);
     /// Server-Sent Events: a message is an event whose id is its position.
-    pub const SSE: Format = Format(3);
+    pub const SSE: Format = Format(4);
     /// How many formats there are (the length of per-format tables).
-    pub const COUNT: usize = 4;
+    pub const COUNT: usize = 5;
     /// Every format, by id.
-    pub const ALL: [Format; Format::COUNT] =
-        [Format::ENVELOPE, Format::RAW, Format::MSGPACK, Format::SSE];
+    pub const ALL: [Format; Format::COUNT] = [
+        Format::ENVELOPE,
+        Format::RAW,
+        Format::MSGPACK,
+        Format::CENTRIFUGE,
+        Format::SSE,
+    ];
 
     /// The index of this format in per-format tables.
     #[inline]
@@ -74,6 +83,7 @@ impl Format {
         match self {
             Format::RAW => "raw",
             Format::MSGPACK => "msgpack",
+            Format::CENTRIFUGE => "centrifuge",
             Format::SSE => "sse",
             _ => "envelope",
         }
@@ -82,6 +92,11 @@ impl Format {
     /// The format named `name` (as in `?format=`).
     pub fn from_name(name: &str) -> Option<Format> {
         Format::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// Whether protocol v1 speaks it (`?format=` may name it).
+    pub fn v1(self) -> bool {
+        self != Format::CENTRIFUGE && self != Format::SSE
     }
 
     /// Whether its frames are binary (else text).
@@ -94,6 +109,7 @@ impl Format {
         match self {
             Format::RAW => encode::raw_frame(m.data),
             Format::MSGPACK => msgpack::message_frame(m),
+            Format::CENTRIFUGE => centrifuge::push_frame(m),
             Format::SSE => sse::message(m.channel, m.epoch, m.offset, m.ts, m.data),
             _ => encode::message_frame(m.channel, m.offset, m.ts, m.data),
         }
@@ -124,7 +140,9 @@ impl Format {
         self.notice(encode::caught_up(channel, skipped))
     }
 
-    /// A v1 JSON notice or reply, in this format's framing (MessagePack transcodes it).
+    /// A v1 JSON notice or reply, in this format's framing (MessagePack transcodes it;
+    /// Centrifuge clients take a message without `id` or `push` for a server ping, so a
+    /// `lagging` notice reaches them as one).
     pub fn notice(self, json_frame: Bytes) -> Bytes {
         match self {
             Format::MSGPACK => msgpack::from_json_frame(&json_frame),
@@ -136,6 +154,7 @@ impl Format {
     /// The frame that ends a connection of this format.
     pub fn close(self, code: CloseCode, reason: &str) -> Bytes {
         match self {
+            Format::CENTRIFUGE => centrifuge::close_frame(code, reason),
             Format::SSE => sse::close(code.get(), reason),
             _ => encode::close_frame(code.get(), reason),
         }

@@ -1,15 +1,18 @@
 //! The wire protocol, kept pure: parsing client bytes and building relay frames, no I/O.
 //!
+//! - [`centrifuge`]: the Centrifuge client protocol (JSON): its parser, pushes, replies
+//!   and code maps.
 //! - [`channel`]: what a valid channel name is.
 //! - [`close`]: the close codes the relay sends.
 //! - [`command`]: client command frames → [`command::Request`].
 //! - [`encode`]: frame building, and protocol v1's replies, built once as `Bytes`.
-//! - [`format`]: wire formats (v1 envelope, v1 raw, MessagePack): one frame per message
-//!   per format in use, shared.
+//! - [`format`]: wire formats (v1 envelope, v1 raw, MessagePack, Centrifuge): one frame
+//!   per message per format in use, shared.
 //! - [`json`]: raw-span scanning and small JSON writers.
 //! - [`msgpack`]: the MessagePack format, transcoded from JSON in one pass.
 //! - [`publish`]: HTTP publish bodies (single JSON value, NDJSON batch).
 
+pub mod centrifuge;
 pub mod channel;
 pub mod close;
 pub mod command;

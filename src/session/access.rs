@@ -60,6 +60,12 @@ impl<D: Dialect> Session<D> {
     /// `--auth-timeout-ms`. A connection that could do nothing anonymously (no namespace
     /// is anonymous) gets the same deadline.
     pub(super) fn connect(&mut self, channels: Vec<String>) {
+        if D::HANDSHAKE {
+            // Nothing happens before the handshake, which must come in time.
+            let at = Instant::now() + self.relay.config.auth_timeout();
+            self.access.deadline.set(Some(at), Why::NoAuth);
+            return;
+        }
         let ns = &self.relay.config.namespaces;
         let who = &self.access.who;
         let waits = !who.authenticated()
@@ -171,20 +177,9 @@ impl<D: Dialect> Session<D> {
     /// are dropped and announced with an `unsubscribed` without `id`. An invalid token
     /// changes nothing and gets `unauthorized`.
     pub(super) fn authenticate(&mut self, id: Option<&Id>, token: &str) {
-        let cred = match auth::check(self.relay.keys(), token) {
-            Ok(c) => c,
-            Err(reason) => return self.error(id, ErrorCode::Unauthorized, reason),
+        let Some(exp) = self.credential(id, token) else {
+            return;
         };
-        let is_token = matches!(cred, Credential::Token(_));
-        cred.apply(&mut self.access.who);
-        let expires = match (&self.access.who.claims, &self.relay.jwt) {
-            (Some(c), Some(v)) => Some((v.expires_at(c), c.exp)),
-            _ => None,
-        };
-        // The reply is queued before anything else so the writer, woken by it, sees the
-        // new deadline at once (an earlier `exp` than before is then enforced in time).
-        self.access.deadline.set(expires.map(|e| e.0), Why::Expired);
-        let exp = if is_token { expires.map(|e| e.1) } else { None };
         self.reply(self.dialect.authenticated(id, self.access.who.sub(), exp));
         self.revoke();
         let pending = std::mem::take(&mut self.access.pending);
@@ -193,8 +188,35 @@ impl<D: Dialect> Session<D> {
         }
     }
 
+    /// Checks and applies a credential and moves the deadline to its expiry. The caller
+    /// queues its reply next, before anything else, so the writer, woken by it, sees the
+    /// new deadline at once (an earlier `exp` than before is then enforced in time).
+    /// `Some(exp)`: accepted, with the token's `exp` to tell; `None`: refused (answered).
+    pub(super) fn credential(&mut self, id: Option<&Id>, token: &str) -> Option<Option<u64>> {
+        let cred = match auth::check(self.relay.keys(), token) {
+            Ok(c) => c,
+            Err(reason) => {
+                self.error(id, ErrorCode::Unauthorized, reason);
+                return None;
+            }
+        };
+        let is_token = matches!(cred, Credential::Token(_));
+        cred.apply(&mut self.access.who);
+        let expires = self.token_expiry();
+        self.access.deadline.set(expires.map(|e| e.0), Why::Expired);
+        Some(if is_token { expires.map(|e| e.1) } else { None })
+    }
+
+    /// When the connection's token stops being valid, and its `exp`.
+    pub(super) fn token_expiry(&self) -> Option<(Instant, u64)> {
+        match (&self.access.who.claims, &self.relay.jwt) {
+            (Some(c), Some(v)) => Some((v.expires_at(c), c.exp)),
+            _ => None,
+        }
+    }
+
     /// Drops subscriptions the current credentials no longer allow.
-    fn revoke(&mut self) {
+    pub(super) fn revoke(&mut self) {
         let ns = &self.relay.config.namespaces;
         let mut gone: Vec<Box<str>> = Vec::new();
         let mut keys: Vec<u64> = Vec::new();

@@ -15,10 +15,12 @@
 //! - [`reader`]: the read half, frames and close handshake.
 //! - [`writer`]: the write half: outbox drain, heartbeat, deadlines, vectored writes.
 //! - [`access`]: credentials, subscribe/publish checks, the command rate limit.
+//! - `join`: a dialect's handshake, one-channel subscribe with its replay, history reads.
 //! - [`framing`], [`reassembly`]: frame boundaries and fragmented messages.
 
 pub mod access;
 pub mod framing;
+mod join;
 pub mod reader;
 pub mod reassembly;
 pub mod sse;
@@ -116,11 +118,29 @@ impl<D: Dialect> Session<D> {
 
     /// Handles one complete message. Returns a close to send if the connection must end.
     fn on_message(&mut self, text: bool, payload: &mut [u8]) -> Option<Fail> {
+        if !D::LINES {
+            return self.on_command_text(text, payload);
+        }
+        // A line feed never occurs inside a JSON string, so each line is one command.
+        for line in payload.split_mut(|b| *b == b'\n') {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            if let Some(fail) = self.on_command_text(text, line) {
+                return Some(fail);
+            }
+        }
+        None
+    }
+
+    /// Handles one command's text.
+    fn on_command_text(&mut self, text: bool, payload: &mut [u8]) -> Option<Fail> {
         let (id, request) = match self.dialect.inbound(text, payload) {
             Inbound::Reply(frame) => {
                 self.reply(frame);
                 return None;
             }
+            Inbound::Ignore => return None,
             Inbound::Fail(fail) => return Some(fail),
             Inbound::Invalid(e) => (e.id.clone(), Err(e)),
             Inbound::Request(Request { id, command }) => (id, Ok(command)),
@@ -174,7 +194,70 @@ impl<D: Dialect> Session<D> {
             }
             Command::Auth { token } => self.authenticate(id, token),
             Command::Ping => self.reply(self.dialect.pong(id)),
+            Command::Connect { token } => self.handshake(id, token),
+            Command::Join {
+                channel,
+                recover,
+                strict,
+            } => self.join(id, channel, recover, strict),
+            Command::History {
+                channel,
+                since,
+                limit,
+                reverse,
+            } => self.history(id, channel, since, limit, reverse),
         }
+    }
+
+    /// The checks before a subscribe: `max_rate` only on conflate channels, the
+    /// subscription limit, access, room in the channel table. Answers the first refusal
+    /// and returns false.
+    fn may_add<S: AsRef<str>>(
+        &self,
+        id: Option<&Id>,
+        channels: &[S],
+        max_rate: Option<u32>,
+    ) -> bool {
+        let new = channels
+            .iter()
+            .filter(|c| !self.subs.iter().any(|(s, _)| &**s == c.as_ref()))
+            .count();
+        let ns = &self.relay.config.namespaces;
+        if max_rate.is_some()
+            && channels
+                .iter()
+                .any(|c| ns.of(c.as_ref()).delivery != Delivery::Conflate)
+        {
+            self.error(
+                id,
+                ErrorCode::BadRequest,
+                "max_rate applies to conflate channels only (reliable messages are never skipped)",
+            );
+            return false;
+        }
+        let max = self.relay.config.max_subscriptions;
+        if self.subs.len() + new > max {
+            self.error(
+                id,
+                ErrorCode::TooManySubscriptions,
+                "this subscribe would exceed the subscription limit per connection",
+            );
+            return false;
+        }
+        if !self.may_subscribe(id, channels) {
+            return false;
+        }
+        let hub = &self.relay.hub;
+        let ensured = if self.access.who.trusted() {
+            hub.ensure_channels(channels)
+        } else {
+            hub.ensure_subscriber_channels(channels)
+        };
+        if let Err(code) = ensured {
+            self.error(id, code, "the relay holds its maximum number of channels");
+            return false;
+        }
+        true
     }
 
     /// Subscribes to every channel or to none. The reply is queued ahead of any message of
@@ -186,41 +269,8 @@ impl<D: Dialect> Session<D> {
         recover: &[RecoverFrom<'_>],
         max_rate: Option<u32>,
     ) {
-        let new = channels
-            .iter()
-            .filter(|c| !self.subs.iter().any(|(s, _)| &**s == c.as_ref()))
-            .count();
-        let ns = &self.relay.config.namespaces;
-        if max_rate.is_some()
-            && channels
-                .iter()
-                .any(|c| ns.of(c.as_ref()).delivery != Delivery::Conflate)
-        {
-            return self.error(
-                id,
-                ErrorCode::BadRequest,
-                "max_rate applies to conflate channels only (reliable messages are never skipped)",
-            );
-        }
-        let max = self.relay.config.max_subscriptions;
-        if self.subs.len() + new > max {
-            return self.error(
-                id,
-                ErrorCode::TooManySubscriptions,
-                "this subscribe would exceed the subscription limit per connection",
-            );
-        }
-        if !self.may_subscribe(id, channels) {
+        if !self.may_add(id, channels, max_rate) {
             return;
-        }
-        let hub = &self.relay.hub;
-        let ensured = if self.access.who.trusted() {
-            hub.ensure_channels(channels)
-        } else {
-            hub.ensure_subscriber_channels(channels)
-        };
-        if let Err(code) = ensured {
-            return self.error(id, code, "the relay holds its maximum number of channels");
         }
         let Some(slot) = self.outbox.reserve() else {
             return; // closing
@@ -333,6 +383,7 @@ where
     }
     let heartbeat = dialect.heartbeat();
     let mut session = Session::new(relay.clone(), outbox.clone(), conn, dialect, &params);
+    session.dialect.attach(conn, cfg.heartbeat_ms);
     if D::RELAY {
         if let Some(w) = session.dialect.welcome(conn, cfg.heartbeat_ms) {
             session.reply(w);

@@ -67,7 +67,8 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
         if now >= next_beat {
             next_beat += beat;
             if last_seen.silent_for() >= cfg.idle_timeout() {
-                outbox.close_with(format.close(CloseCode::GOING_AWAY, "heartbeat timeout"));
+                let reason = crate::protocol::close::HEARTBEAT_TIMEOUT;
+                outbox.close_with(format.close(CloseCode::GOING_AWAY, reason));
             } else {
                 outbox.push(&Bytes::from_static(heartbeat));
             }
