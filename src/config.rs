@@ -94,6 +94,11 @@ pub struct Config {
     #[arg(long, env = "TICKRELAY_DEMO")]
     pub demo: bool,
 
+    /// Serve `/dashboard` without a credential; it then shows only what anonymous
+    /// `/stats` shows (public channels, no slowest consumers).
+    #[arg(long, env = "TICKRELAY_DASHBOARD_PUBLIC")]
+    pub dashboard_public: bool,
+
     /// Echo every message back on its own connection (conformance testing only).
     #[arg(long, env = "TICKRELAY_ECHO", hide = true)]
     pub echo: bool,
@@ -292,6 +297,7 @@ impl Default for Config {
                 .expect("DEFAULT_LISTEN is a valid address"),
             publish_key: None,
             demo: false,
+            dashboard_public: false,
             echo: false,
             shards: None,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
@@ -394,6 +400,7 @@ impl Config {
             ("listen", self.listen.to_string()),
             ("publish-key", secret(&self.publish_key).into()),
             ("demo", self.demo.to_string()),
+            ("dashboard-public", self.dashboard_public.to_string()),
             ("shards", self.shard_count().to_string()),
             ("max-message-bytes", self.max_message_bytes.to_string()),
             ("max-batch-bytes", self.max_batch_bytes.to_string()),

@@ -8,10 +8,12 @@
 //! | `/publish/{channel}`, `/publish` | POST | [`publish`] |
 //! | `/history/{channel}` | GET | [`history`] |
 //! | `/stats`, `/metrics`, `/health` | GET | [`stats`] |
+//! | `/`, `/dashboard` (+ assets), `/tickrelay.js` | GET | [`dashboard`] |
 //!
 //! Errors are plain text, one line, with the status that fits.
 
 mod body;
+pub mod dashboard;
 pub mod history;
 pub mod publish;
 pub mod sse;
@@ -58,9 +60,13 @@ pub async fn route(req: Request<Incoming>, relay: Arc<Relay>, peer: SocketAddr) 
             stats::handle(&path, req.headers(), &relay)
         }
         "/stats" | "/metrics" | "/health" => method_not_allowed("GET"),
+        p if dashboard::serves(p) && (method == Method::GET || method == Method::HEAD) => {
+            dashboard::handle(p, req.uri().query(), &relay)
+        }
+        p if dashboard::serves(p) => method_not_allowed("GET"),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try GET /ws, POST /publish/{channel}, GET /history/{channel}, GET /stats",
+            "not found: try GET /ws, POST /publish/{channel}, GET /history/{channel}, GET /stats, GET /dashboard",
         ),
     }
 }
