@@ -77,6 +77,11 @@ pub const DEFAULT_COMMAND_BURST: u32 = 100;
 /// Default for `--rate-limit-close-after`.
 pub const DEFAULT_RATE_LIMIT_CLOSE_AFTER: u32 = 50;
 
+/// Default `--redis-prefix`.
+pub const DEFAULT_REDIS_PREFIX: &str = "tickrelay:";
+/// Default `--redis-linger-ms`.
+pub const DEFAULT_REDIS_LINGER_MS: u64 = 2_000;
+
 /// tickrelay: a WebSocket edge relay for real-time market data.
 #[derive(Parser, Debug, Clone)]
 #[command(name = "tickrelay", version, about, long_about = None)]
@@ -269,6 +274,24 @@ pub struct Config {
     #[arg(long, env = "TICKRELAY_RATE_LIMIT_CLOSE_AFTER", default_value_t = DEFAULT_RATE_LIMIT_CLOSE_AFTER)]
     pub rate_limit_close_after: u32,
 
+    /// Redis backplane (`redis://[:password@]host:port[/db]`): offsets, epochs and
+    /// history live in Redis and every node mirrors them (see the backplane module).
+    #[arg(long, env = "TICKRELAY_REDIS", hide_env_values = true)]
+    pub redis: Option<String>,
+
+    /// Prefix of every Redis key and pub/sub channel the backplane uses.
+    #[arg(long, env = "TICKRELAY_REDIS_PREFIX", default_value = DEFAULT_REDIS_PREFIX)]
+    pub redis_prefix: String,
+
+    /// How long a node stays subscribed in Redis to a channel after its last local
+    /// subscriber left, in milliseconds.
+    #[arg(long, env = "TICKRELAY_REDIS_LINGER_MS", default_value_t = DEFAULT_REDIS_LINGER_MS)]
+    pub redis_linger_ms: u64,
+
+    /// This node's name in the backplane's `/stats` node list (default: a random name).
+    #[arg(long, env = "TICKRELAY_NODE_ID")]
+    pub node_id: Option<String>,
+
     /// TOML file declaring namespaces (delivery, history, access); see `--print-config`.
     #[arg(long = "config", env = "TICKRELAY_CONFIG")]
     pub config_file: Option<PathBuf>,
@@ -335,6 +358,10 @@ impl Default for Config {
             max_commands_per_sec: DEFAULT_MAX_COMMANDS_PER_SEC,
             command_burst: DEFAULT_COMMAND_BURST,
             rate_limit_close_after: DEFAULT_RATE_LIMIT_CLOSE_AFTER,
+            redis: None,
+            redis_prefix: DEFAULT_REDIS_PREFIX.into(),
+            redis_linger_ms: DEFAULT_REDIS_LINGER_MS,
+            node_id: None,
             config_file: None,
             print_config: false,
             namespaces: Arc::default(),
@@ -380,6 +407,16 @@ impl Config {
     /// reads `--config` into [`Config::namespaces`].
     pub fn load_file(&mut self) -> Result<(), String> {
         self.jwt = Verifier::new(&self.jwt_settings())?.map(Arc::new);
+        if let Some(url) = &self.redis {
+            let c =
+                redis::Client::open(url.as_str()).map_err(|e| format!("--redis {url:?}: {e}"))?;
+            if !matches!(
+                c.get_connection_info().addr(),
+                redis::ConnectionAddr::Tcp(..)
+            ) {
+                return Err("--redis: only redis:// (TCP) URLs are supported".into());
+            }
+        }
         let Some(path) = &self.config_file else {
             return Ok(());
         };
@@ -486,6 +523,13 @@ impl Config {
                 self.config_file
                     .as_ref()
                     .map_or("<built-in namespaces>".into(), |p| p.display().to_string()),
+            ),
+            ("redis", secret(&self.redis).into()),
+            ("redis-prefix", self.redis_prefix.clone()),
+            ("redis-linger-ms", self.redis_linger_ms.to_string()),
+            (
+                "node-id",
+                self.node_id.clone().unwrap_or_else(|| "<random>".into()),
             ),
             ("print-config", self.print_config.to_string()),
             ("echo", self.echo.to_string()),

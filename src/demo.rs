@@ -80,7 +80,7 @@ pub async fn run(relay: Arc<Relay>) {
                 i.volume,
                 now_ms(),
             );
-            let _ = relay.publish(&format!("ticker:{}", i.symbol), body.as_bytes());
+            publish(&relay, &format!("ticker:{}", i.symbol), body.as_bytes()).await;
         }
         if n.is_multiple_of(15) {
             let i =
@@ -97,7 +97,7 @@ pub async fn run(relay: Arc<Relay>) {
                 now_ms(),
                 d = i.decimals,
             );
-            let _ = relay.publish("signals", body.as_bytes());
+            publish(&relay, "signals", body.as_bytes()).await;
         }
         if n % 50 == 1 {
             let body = format!(
@@ -105,7 +105,17 @@ pub async fn run(relay: Arc<Relay>) {
                 if (n / 50) % 4 == 3 { "closed" } else { "open" },
                 now_ms()
             );
-            let _ = relay.publish("market_status", body.as_bytes());
+            publish(&relay, "market_status", body.as_bytes()).await;
         }
+    }
+}
+
+/// Publishes through the backplane when there is one (Redis assigns offsets), else
+/// straight into the hub.
+async fn publish(relay: &Relay, channel: &str, data: &[u8]) {
+    if relay.backplane.is_some() {
+        let _ = relay.publish_many(&[(channel, data)]).await;
+    } else {
+        let _ = relay.publish(channel, data);
     }
 }

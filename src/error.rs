@@ -35,11 +35,14 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// The relay holds its maximum number of channels; a new one cannot be made.
     TooManyChannels,
+    /// The backplane (Redis) that assigns offsets cannot be reached: nothing was
+    /// published; try again (HTTP 503). Open connections stay open meanwhile.
+    Unavailable,
 }
 
 impl ErrorCode {
     /// Every code, for metrics.
-    pub const ALL: [ErrorCode; 9] = [
+    pub const ALL: [ErrorCode; 10] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownOp,
         ErrorCode::InvalidChannel,
@@ -49,6 +52,7 @@ impl ErrorCode {
         ErrorCode::TooManySubscriptions,
         ErrorCode::PayloadTooLarge,
         ErrorCode::TooManyChannels,
+        ErrorCode::Unavailable,
     ];
 
     /// The wire spelling of the code.
@@ -63,6 +67,7 @@ impl ErrorCode {
             ErrorCode::TooManySubscriptions => "too_many_subscriptions",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::TooManyChannels => "too_many_channels",
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 
@@ -79,7 +84,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => 403,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::RateLimited | ErrorCode::TooManySubscriptions => 429,
-            ErrorCode::TooManyChannels => 503,
+            ErrorCode::TooManyChannels | ErrorCode::Unavailable => 503,
         }
     }
 }

@@ -14,6 +14,7 @@
 //! | JWT verification, channel patterns, subscribe/publish rules, origins | [`auth`] |
 //! | command rate limit, connections per client address | [`limits`] |
 //! | relay-wide state and the publish funnel every source goes through | [`relay`] |
+//! | the Redis backplane: offsets assigned in Redis, mirrored by every node | [`backplane`] |
 //! | the shutdown flag and the drain of live connections | [`shutdown`] |
 //! | accept loop, background tasks, the shutdown sequence | [`server`] |
 //! | open-file limit, descriptor table sized at start-up | [`fds`] |
@@ -44,6 +45,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod backplane;
 pub mod config;
 pub mod demo;
 pub mod dialect;

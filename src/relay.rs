@@ -46,6 +46,14 @@ pub struct Relay {
     http_connections: std::sync::atomic::AtomicUsize,
     /// `/stats` and `/metrics` bodies, reused for `--stats-cache-ms`.
     pub snapshots: crate::metrics::SnapshotCache,
+    /// The Redis backplane (`--redis`): when set, it assigns every offset.
+    pub backplane: Option<Arc<crate::backplane::Backplane>>,
+}
+
+impl crate::backplane::Mirror for Relay {
+    fn hub(&self) -> &Hub {
+        &self.hub
+    }
 }
 
 /// An open connection as `/stats` and shutdown see it.
@@ -117,7 +125,22 @@ impl Relay {
                     .publisher_channel_reserve
                     .min(config.max_channels / 10),
             );
+        let backplane = config.redis.as_deref().map(|url| {
+            let bp = crate::backplane::Backplane::new(
+                url,
+                &config.redis_prefix,
+                config.node_id.as_deref(),
+                config.namespaces.clone(),
+                std::time::Duration::from_millis(config.redis_linger_ms),
+            )
+            // `Config::load_file` checked the URL at start-up.
+            .unwrap_or_else(|e| panic!("{e}"));
+            let bp = Arc::new(bp);
+            hub.watch(bp.clone());
+            bp
+        });
         Arc::new(Relay {
+            backplane,
             config,
             hub,
             metrics,
@@ -194,9 +217,20 @@ impl Relay {
         }
     }
 
-    /// The single entry for every source of publishes (HTTP, WebSocket, the demo feed;
-    /// later the backplane and an upstream relay): `data` is valid JSON of at most
-    /// `--max-message-bytes` and `channel` a validated name. The hub assigns the offset.
+    /// The funnel for sources that can wait (HTTP, WebSocket, the demo feed): through the
+    /// backplane when there is one (Redis assigns the offsets, all or none), else
+    /// [`Relay::publish`] item by item, stopping at the first failure.
+    pub async fn publish_many(&self, items: &[(&str, &[u8])]) -> Result<Vec<Published>, ErrorCode> {
+        if let Some(bp) = &self.backplane {
+            return bp.publish(items).await;
+        }
+        items.iter().map(|(c, d)| self.hub.publish(c, d)).collect()
+    }
+
+    /// The single entry for every source of publishes on a relay without backplane (the
+    /// sources that can wait use [`Relay::publish_many`], which takes the backplane when
+    /// there is one): `data` is valid JSON of at most `--max-message-bytes` and `channel`
+    /// a validated name. The hub assigns the offset.
     pub fn publish(&self, channel: &str, data: &[u8]) -> Result<Published, ErrorCode> {
         self.hub.publish(channel, data)
     }

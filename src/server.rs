@@ -113,6 +113,11 @@ pub async fn serve(listener: TcpListener, relay: Arc<Relay>, shutdown: impl Futu
         tokio::spawn(crate::demo::run(relay.clone()));
     }
     tokio::spawn(sweep_channels(relay.clone()));
+    if let Some(bp) = &relay.backplane {
+        let max = cfg.max_message_bytes;
+        let task = crate::backplane::run(relay.clone(), bp.clone(), relay.drain.clone(), max);
+        tokio::spawn(task);
+    }
     let mut nodelay = NoDelay::on(&listener);
     tokio::pin!(shutdown);
     loop {

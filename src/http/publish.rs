@@ -5,7 +5,9 @@
 //! Answers: `{"channel":"t","epoch":"k3f9","offset":1047,"delivered":12}` for one message;
 //! `{"published":N,"results":[{"channel":..,"epoch":..,"offset":..},..]}` for a batch.
 //! A batch is validated whole before anything is published; a bad line gets a 400 that
-//! names it, and nothing of the batch is published.
+//! names it, and nothing of the batch is published. With `--redis` a batch is one
+//! script run in Redis (all or nothing), `delivered` counts the relay nodes that
+//! received each message, and an unreachable Redis is a 503 (nothing published).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
@@ -138,16 +140,54 @@ pub async fn single(req: Request<Incoming>, relay: Arc<Relay>, raw_channel: &str
         Ok(d) => d,
         Err(e) => return refused(&e, &relay),
     };
-    match relay.publish(&name, &data) {
+    let r = if relay.backplane.is_some() {
+        let items: [(&str, &[u8]); 1] = [(&name, &data)];
+        relay.publish_many(&items).await.map(|v| v[0])
+    } else {
+        relay.publish(&name, &data)
+    };
+    match r {
         Ok(p) => {
             let mut out = Vec::with_capacity(96);
             result_json(&mut out, &name, &p);
             json(StatusCode::OK, out)
         }
-        Err(code) => refused(
-            &ProtoError::new(code, "the relay holds its maximum number of channels"),
-            &relay,
-        ),
+        Err(code) => refused(&ProtoError::new(code, failure(code)), &relay),
+    }
+}
+
+/// Why a publish the relay accepted could not be made.
+fn failure(code: crate::error::ErrorCode) -> &'static str {
+    match code {
+        crate::error::ErrorCode::Unavailable => {
+            "the backplane (Redis) cannot be reached: nothing was published"
+        }
+        _ => "the relay holds its maximum number of channels",
+    }
+}
+
+/// A batch through the backplane: one script run, all or nothing.
+async fn batch_via_backplane(relay: &Relay, items: &[protocol::publish::Item]) -> Resp {
+    let pairs: Vec<(&str, &[u8])> = items
+        .iter()
+        .map(|i| (i.channel.as_str(), &i.data[..]))
+        .collect();
+    match relay.publish_many(&pairs).await {
+        Ok(results) => {
+            let mut out = Vec::with_capacity(32 + items.len() * 80);
+            out.extend_from_slice(br#"{"results":["#);
+            for (i, (item, p)) in items.iter().zip(&results).enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                result_json(&mut out, &item.channel, p);
+            }
+            out.extend_from_slice(br#"],"published":"#);
+            j::push_u64(&mut out, results.len() as u64);
+            out.push(b'}');
+            json(StatusCode::OK, out)
+        }
+        Err(code) => refused(&ProtoError::new(code, failure(code)), relay),
     }
 }
 
@@ -184,6 +224,9 @@ pub async fn batch(req: Request<Incoming>, relay: Arc<Relay>) -> Resp {
         if let Err(r) = permit(&relay, &who, &item.channel) {
             return *r;
         }
+    }
+    if relay.backplane.is_some() {
+        return batch_via_backplane(&relay, &items).await;
     }
     let mut out = Vec::with_capacity(32 + items.len() * 80);
     out.extend_from_slice(br#"{"results":["#);

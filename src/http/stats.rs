@@ -30,7 +30,19 @@ pub fn handle(path: &str, headers: &hyper::HeaderMap, relay: &Relay) -> Resp {
     let ttl = std::time::Duration::from_millis(relay.config.stats_cache_ms);
     match path {
         "/health" if relay.is_shutting_down() => text(StatusCode::SERVICE_UNAVAILABLE, "draining"),
-        "/health" => json(StatusCode::OK, br#"{"status":"ok"}"#.to_vec()),
+        "/health" => match &relay.backplane {
+            None => json(StatusCode::OK, br#"{"status":"ok"}"#.to_vec()),
+            // Still 200 with Redis down: subscribers are served (and repaired when it
+            // returns); only publishes fail, on every node alike.
+            Some(bp) if bp.is_up() => json(
+                StatusCode::OK,
+                br#"{"status":"ok","backplane":"up"}"#.to_vec(),
+            ),
+            Some(_) => json(
+                StatusCode::OK,
+                br#"{"status":"degraded","backplane":"down"}"#.to_vec(),
+            ),
+        },
         "/stats" => {
             let trusted = match super::upgrade::bearer(headers) {
                 None => false,
@@ -228,7 +240,11 @@ fn stats_json(relay: &Relay, trusted: bool) -> Vec<u8> {
             Metrics::get(&relay.metrics.frames_built[f.index()]),
         );
     }
-    out.extend_from_slice(br#"},"top_channels":["#);
+    out.push(b'}');
+    if let Some(bp) = &relay.backplane {
+        backplane_json(&mut out, bp);
+    }
+    out.extend_from_slice(br#","top_channels":["#);
     let ns = &relay.config.namespaces;
     // Anyone else sees public channels only.
     let shown = |name: &str| trusted || ns.owner(name).is_none();
@@ -288,6 +304,47 @@ fn snapshot_histogram(s: &mut String, name: &str, help: &str, bounds: &[u64], va
     let _ = writeln!(s, "tickrelay_{name}_count {}", values.len());
 }
 
+/// `,"backplane":{"state":..,"node":..,"nodes":[..],"reconnects":N,..}`
+fn backplane_json(out: &mut Vec<u8>, bp: &crate::backplane::Backplane) {
+    out.extend_from_slice(br#","backplane":{"state":"#);
+    j::push_str(out, bp.state());
+    out.extend_from_slice(br#","node":"#);
+    j::push_str(out, &bp.node);
+    out.extend_from_slice(br#","nodes":["#);
+    for (i, n) in bp.live_nodes().iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        j::push_str(out, n);
+    }
+    out.push(b']');
+    for (k, v) in backplane_counters(bp) {
+        out.push(b',');
+        j::push_str(out, k);
+        out.push(b':');
+        j::push_u64(out, v);
+    }
+    out.push(b'}');
+}
+
+fn backplane_counters(bp: &crate::backplane::Backplane) -> [(&'static str, u64); 4] {
+    let g = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    [
+        ("reconnects", g(&bp.reconnects)),
+        ("failed_publishes", g(&bp.failed_publishes)),
+        ("repairs", g(&bp.repairs)),
+        ("resets", g(&bp.resets)),
+    ]
+}
+
+fn backplane_prometheus(s: &mut String, bp: &crate::backplane::Backplane) {
+    let _ = writeln!(s, "# HELP tickrelay_backplane_up Whether the pub/sub connection to Redis is up.\n# TYPE tickrelay_backplane_up gauge\ntickrelay_backplane_up {}", bp.is_up() as u8);
+    let _ = writeln!(s, "# HELP tickrelay_backplane_nodes Relay nodes heard from on the heartbeat channel.\n# TYPE tickrelay_backplane_nodes gauge\ntickrelay_backplane_nodes {}", bp.live_nodes().len());
+    for (k, v) in backplane_counters(bp) {
+        let _ = writeln!(s, "# HELP tickrelay_backplane_{k}_total Backplane {k}.\n# TYPE tickrelay_backplane_{k}_total counter\ntickrelay_backplane_{k}_total {v}");
+    }
+}
+
 fn prometheus(relay: &Relay) -> String {
     let mut s = String::with_capacity(2048);
     let _ = writeln!(s, "# HELP tickrelay_uptime_seconds Seconds since start.\n# TYPE tickrelay_uptime_seconds gauge");
@@ -338,6 +395,9 @@ fn prometheus(relay: &Relay) -> String {
         &QUEUED_BUCKETS,
         &queued,
     );
+    if let Some(bp) = &relay.backplane {
+        backplane_prometheus(&mut s, bp);
+    }
     s.pop(); // `text` adds the final newline
     s
 }

@@ -20,6 +20,7 @@ mod evict;
 pub mod history;
 pub mod interest;
 mod join;
+mod mirror;
 pub mod shard;
 
 use std::hash::{Hash, Hasher};
@@ -250,31 +251,6 @@ impl Hub {
         }
     }
 
-    /// Publishes a message whose epoch and offset were assigned elsewhere (an upstream
-    /// relay, the backplane): the channel takes them as they are. A new epoch, or an
-    /// offset past the next one, forgets the channel's history (offsets in it stay
-    /// contiguous). Returns `None`, delivering nothing, for an offset this node already
-    /// had in that epoch (a duplicate, or offset 0).
-    pub fn publish_at(
-        &self,
-        name: &str,
-        at: Sequenced,
-        data: &[u8],
-    ) -> Result<Option<Published>, ErrorCode> {
-        loop {
-            let ch = self.channel_or_create(name)?;
-            let mut st = ch.state.lock();
-            if st.removed {
-                continue;
-            }
-            if !st.seek(at.epoch, at.offset, &self.budget) {
-                return Ok(None);
-            }
-            let prepared = st.prepare(name, at.ts, data, &self.budget, &self.metrics);
-            return Ok(Some(self.fan_out(&ch, st, prepared)));
-        }
-    }
-
     /// Pushes a prepared message to its audience, each subscriber the frame of its format.
     fn fan_out(
         &self,
@@ -296,6 +272,9 @@ impl Hub {
             ts: prepared.ts,
         };
         for s in prepared.subscribers.iter() {
+            if let Some(Some(reset)) = prepared.reset.as_ref().map(|r| &r[s.format.index()]) {
+                s.outbox.push(reset);
+            }
             // Every subscriber's format was in use when the frames were built.
             let Some(frame) = prepared.frames.get(s.format) else {
                 continue;

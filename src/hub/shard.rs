@@ -101,6 +101,9 @@ pub(crate) struct Prepared {
     /// One frame per format some subscriber uses.
     pub(crate) frames: Frames,
     pub(crate) subscribers: Arc<[Subscriber]>,
+    /// `reset` notices to push ahead of the message (its epoch replaced one that
+    /// subscribers held a position in).
+    pub(crate) reset: Option<ResetNotices>,
 }
 
 impl Channel {
@@ -204,29 +207,61 @@ impl ChannelState {
             ts: ts_ms,
             frames,
             subscribers,
+            reset: None,
         }
     }
 
     /// Moves the channel to a position assigned elsewhere, so that the next
     /// [`prepare`](Self::prepare) takes `offset`: a new `epoch` or a gap in the offsets
-    /// forgets the history (it must stay contiguous). Returns false, changing nothing,
-    /// when `offset` was already had in this epoch (a duplicate).
-    pub(crate) fn seek(&mut self, epoch: Epoch, offset: u64, budget: &Budget) -> bool {
-        if offset == 0 {
-            return false;
+    /// forgets the history (it must stay contiguous). Returns `None`, changing nothing,
+    /// when `offset` was already had in this epoch (a duplicate); else whether a position
+    /// subscribers held was lost (a new epoch after at least one message, or a gap).
+    pub(crate) fn seek(&mut self, epoch: Epoch, offset: u64, budget: &Budget) -> Option<bool> {
+        if offset == 0 || (epoch == self.epoch && offset <= self.offset) {
+            return None;
         }
+        let lost = self.align(epoch, offset - 1, budget);
+        Some(lost)
+    }
+
+    /// Moves the channel to `epoch`/`head` (the newest offset there) with no message: a
+    /// new epoch or a gap forgets the history. A `head` behind the channel's in the same
+    /// epoch changes nothing. Returns whether a position subscribers held was lost (a new
+    /// epoch after at least one message, or a gap).
+    pub(crate) fn align(&mut self, epoch: Epoch, head: u64, budget: &Budget) -> bool {
         if epoch != self.epoch {
+            let lost = self.offset > 0;
             self.epoch = epoch;
             self.history.clear(budget);
-        } else if offset <= self.offset {
-            return false;
-        } else if offset > self.offset + 1 {
-            self.history.clear(budget);
+            self.offset = head;
+            return lost;
         }
-        self.offset = offset - 1;
-        true
+        if head > self.offset {
+            // Messages between were never had here (longer gap than the source keeps).
+            self.history.clear(budget);
+            self.offset = head;
+            return true;
+        }
+        false
+    }
+
+    /// The `reset` notice in each format in use, and the audience to push it to.
+    pub(crate) fn reset_notices(&mut self, name: &str) -> (ResetNotices, Arc<[Subscriber]>) {
+        let mut notices: ResetNotices = Default::default();
+        for f in self.formats.present() {
+            notices[f.index()] = Some(f.reset(name, self.epoch.as_str(), self.offset));
+        }
+        let subs = &self.subs;
+        let audience = self
+            .snapshot
+            .get_or_insert_with(|| Arc::from(subs.as_slice()))
+            .clone();
+        (notices, audience)
     }
 }
+
+/// One `reset` frame per format (`None` for formats no subscriber uses).
+pub(crate) type ResetNotices = [Option<bytes::Bytes>; Format::COUNT];
 
 /// A shard: a map from channel name to channel.
 #[derive(Debug, Default)]

@@ -196,3 +196,45 @@ fn a_join_hands_a_recovery_back_and_refuses_a_gap_only_when_asked() {
     assert_eq!((j.recovered, replay.len()), (Some(false), 0));
     assert_eq!(drain(&t).len(), 1, "the newest message, pushed");
 }
+
+#[test]
+fn a_lost_position_gets_reliable_subscribers_a_reset_before_the_message() {
+    let h = hub();
+    let s = sub(1, Format::ENVELOPE);
+    h.subscribe("feed:1", &s, None).unwrap();
+    h.publish_at("feed:1", at("aaaaaaaa", 1), b"1").unwrap();
+    // A new epoch (the source lost the channel): reset, then the message.
+    h.publish_at("feed:1", at("bbbbbbbb", 1), b"2").unwrap();
+    // A gap the source could not fill: reset to the position before the message.
+    h.publish_at("feed:1", at("bbbbbbbb", 5), b"3").unwrap();
+    // align without a message: a new epoch at head 0.
+    assert!(h
+        .align("feed:1", Epoch::parse("cccccccc").unwrap(), 0)
+        .unwrap());
+    let texts: Vec<String> = drain(&s)
+        .iter()
+        .map(|f| String::from_utf8_lossy(&f[2..]).to_string())
+        .collect();
+    assert_eq!(texts.len(), 6, "{texts:?}");
+    assert!(texts[0].contains(r#""offset":1,"#));
+    assert_eq!(
+        texts[1],
+        r#"{"type":"reset","channel":"feed:1","epoch":"bbbbbbbb","offset":0}"#
+    );
+    assert!(texts[2].contains(r#""offset":1,"ts":7,"data":2"#));
+    assert_eq!(
+        texts[3],
+        r#"{"type":"reset","channel":"feed:1","epoch":"bbbbbbbb","offset":4}"#
+    );
+    assert!(texts[4].contains(r#""offset":5,"ts":7,"data":3"#));
+    assert_eq!(
+        texts[5],
+        r#"{"type":"reset","channel":"feed:1","epoch":"cccccccc","offset":0}"#
+    );
+    // Conflate channels just go on.
+    let t = sub(2, Format::ENVELOPE);
+    h.subscribe("ticker:Y", &t, None).unwrap();
+    h.publish_at("ticker:Y", at("aaaaaaaa", 1), b"1").unwrap();
+    h.publish_at("ticker:Y", at("bbbbbbbb", 1), b"1").unwrap();
+    assert_eq!(drain(&t).len(), 2);
+}

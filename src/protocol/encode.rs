@@ -218,6 +218,21 @@ fn staleness(kind: &str, channel: &str, skipped: u64) -> Bytes {
     close_reply(b)
 }
 
+/// `{"type":"reset","channel":..,"epoch":..,"offset":N}`: the channel's history was lost
+/// where it is kept (the backplane came back empty): the subscriber's position is gone,
+/// the channel now stands at `epoch`/`offset` and live messages continue from `offset+1`.
+pub fn reset(channel: &str, epoch: &str, offset: u64) -> Bytes {
+    let mut b = reply("reset", None, 64 + channel.len());
+    let p = b.payload();
+    p.extend_from_slice(br#","channel":"#);
+    json::push_str(p, channel);
+    p.extend_from_slice(br#","epoch":"#);
+    json::push_str(p, epoch);
+    p.extend_from_slice(br#","offset":"#);
+    json::push_u64(p, offset);
+    close_reply(b)
+}
+
 /// `{"type":"unsubscribed","id":..,"channels":[..]}`
 pub fn unsubscribed(id: Option<&Id>, channels: &[&str]) -> Bytes {
     let mut b = reply("unsubscribed", id, channels.len() * 32);
@@ -385,6 +400,10 @@ mod tests {
             (published(Some(&id), "a", 7), br#"{"type":"published","id":3,"channel":"a","offset":7}"#),
             (pong(Some(&id)), br#"{"type":"pong","id":3}"#),
             (lagging("ticker:X", 4), br#"{"type":"lagging","channel":"ticker:X","skipped":4}"#),
+            (
+                reset("orders:1", "k3f9abcd", 0),
+                br#"{"type":"reset","channel":"orders:1","epoch":"k3f9abcd","offset":0}"#,
+            ),
             (caught_up("ticker:X", 9), br#"{"type":"caught_up","channel":"ticker:X","skipped":9}"#),
             (
                 error(Some(&id), ErrorCode::Forbidden, "no \"way\""),

@@ -140,6 +140,12 @@ impl Format {
         self.notice(encode::caught_up(channel, skipped))
     }
 
+    /// `reset`: the channel's history was lost where it is kept; it now stands at
+    /// `epoch`/`offset` (see [`encode::reset`]).
+    pub fn reset(self, channel: &str, epoch: &str, offset: u64) -> Bytes {
+        self.notice(encode::reset(channel, epoch, offset))
+    }
+
     /// A v1 JSON notice or reply, in this format's framing (MessagePack transcodes it;
     /// Centrifuge clients take a message without `id` or `push` for a server ping, so a
     /// `lagging` notice reaches them as one).

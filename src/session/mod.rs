@@ -23,6 +23,7 @@ pub mod framing;
 mod join;
 pub mod reader;
 pub mod reassembly;
+mod remote;
 pub mod sse;
 pub mod writer;
 
@@ -63,6 +64,8 @@ pub struct Session<D: Dialect> {
     access: access::Access,
     /// Subscribed channels with their hub ids.
     subs: Vec<(Box<str>, u64)>,
+    /// A command the reader must await (see [`remote`]).
+    pending: Option<Box<remote::Pending>>,
 }
 
 impl<D: Dialect> Drop for Session<D> {
@@ -83,6 +86,7 @@ impl<D: Dialect> Session<D> {
             dialect,
             access,
             subs: Vec::new(),
+            pending: None,
         }
     }
 
@@ -163,7 +167,14 @@ impl<D: Dialect> Session<D> {
                 channels,
                 recover,
                 max_rate,
-            } => self.subscribe(id, &channels, &recover, max_rate),
+            } => {
+                if self.must_warm(&channels) {
+                    let p = remote::Pending::subscribe(id, &channels, &recover, max_rate);
+                    self.pending = Some(Box::new(p));
+                    return;
+                }
+                self.subscribe(id, &channels, &recover, max_rate)
+            }
             Command::Unsubscribe { channels } => {
                 for name in channels.iter() {
                     if let Some(i) = self.subs.iter().position(|(s, _)| &**s == *name) {
@@ -184,6 +195,14 @@ impl<D: Dialect> Session<D> {
                         ErrorCode::PayloadTooLarge,
                         "data is over the message size limit",
                     );
+                }
+                if self.relay.backplane.is_some() {
+                    self.pending = Some(Box::new(remote::Pending::Publish {
+                        id: id.cloned(),
+                        channel: channel.to_string(),
+                        data,
+                    }));
+                    return;
                 }
                 match self.relay.publish(channel, &data) {
                     Ok(p) => self.reply(self.dialect.published(id, channel, p.position.offset)),
@@ -388,7 +407,12 @@ where
         if let Some(w) = session.dialect.welcome(conn, cfg.heartbeat_ms) {
             session.reply(w);
         }
-        session.connect(params.channels);
+        if relay.backplane.is_some() && !params.channels.is_empty() {
+            // Loaded from Redis first, by the reader (see `remote`).
+            session.pending = Some(Box::new(remote::Pending::Connect(params.channels)));
+        } else {
+            session.connect(params.channels);
+        }
     }
     let last_seen = Arc::new(LastSeen::new());
     let deadline = session.access.deadline.clone();

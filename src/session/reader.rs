@@ -146,6 +146,9 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin, D: Dialect>(
     // auto_pong and auto_close are off, so fastwebsockets never has a frame to send.
     let mut no_send = |_| async { Ok::<(), std::convert::Infallible>(()) };
     let mut returned = 0u64;
+    if session.pending.is_some() {
+        Box::pin(session.run_pending()).await; // `?channels=` through the backplane
+    }
     let end = 'conn: loop {
         match src.fill().await {
             Ok(0) => break End::Gone,
@@ -162,6 +165,11 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin, D: Dialect>(
             last_seen.touch();
             if let Some(end) = on_frame(&mut frame, &mut session, &mut asm) {
                 break 'conn end;
+            }
+            if session.pending.is_some() {
+                // A command that waits for the backplane; boxed: it is rare, and this
+                // future is held by every idle connection.
+                Box::pin(session.run_pending()).await;
             }
             if rest.drained(returned) {
                 break; // nothing buffered: drop the reader until the client sends again

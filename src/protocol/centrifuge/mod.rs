@@ -268,6 +268,8 @@ pub fn error_code(code: ErrorCode, message: &str) -> (u32, bool) {
         ErrorCode::RateLimited => (111, true),
         ErrorCode::TooManySubscriptions | ErrorCode::PayloadTooLarge => (106, false),
         ErrorCode::TooManyChannels => (106, true),
+        // The backplane is down: Centrifugo's internal error, which the SDKs retry.
+        ErrorCode::Unavailable => (100, true),
     }
 }
 
