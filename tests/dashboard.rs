@@ -277,3 +277,25 @@ async fn dashboard_routes() {
     );
     relay.stop().await;
 }
+
+/// The browser's own `EventSource` on `GET /sse`: messages arrive; after the test cuts
+/// the stream, the browser reconnects by itself with `Last-Event-ID` and receives exactly
+/// the missed messages, then live ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_source_in_chromium_recovers_with_last_event_id() {
+    let _one = BROWSER.lock().await;
+    let relay = start(relay_config()).await;
+    let addr = relay.addr.to_string();
+    let r = node(&["sse.mjs", &addr, KEY], Duration::from_secs(90)).await;
+    let want: Vec<u64> = (1..=25).collect();
+    assert_eq!(
+        r["offsets"],
+        serde_json::json!(want),
+        "every message once, in order: {r}"
+    );
+    // The first subscribe had nothing to recover; the reconnect did, and did.
+    assert_eq!(r["recovered"], serde_json::json!([null, true]), "{r}");
+    assert_eq!(r["opens"], 2, "{r}");
+    assert_eq!(r["console_errors"], serde_json::json!([]), "{r}");
+    relay.stop().await;
+}
