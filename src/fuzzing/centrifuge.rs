@@ -115,6 +115,7 @@ pub fn centrifuge(data: &[u8]) {
             );
             let m = Message {
                 channel,
+                epoch: "abcd1234",
                 offset: 1,
                 ts: 0,
                 data: d,
