@@ -12,7 +12,7 @@ use super::Session;
 use crate::auth::Why;
 use crate::dialect::{Dialect, JoinedChannel};
 use crate::error::{ErrorCode, UNRECOVERABLE};
-use crate::hub::{Joined, Recover, Replay, Subscriber};
+use crate::hub::{Joined, Recover, Replay};
 use crate::outbox::Push;
 use crate::protocol::command::{Id, RecoverFrom};
 use crate::protocol::format::Message;
@@ -61,11 +61,7 @@ impl<D: Dialect> Session<D> {
         let Some(slot) = self.outbox.reserve() else {
             return; // closing
         };
-        let me = Subscriber {
-            conn: self.conn,
-            outbox: self.outbox.clone(),
-            format: self.dialect.format(),
-        };
+        let me = self.as_subscriber();
         let from = recover.map(|r| Recover {
             epoch: r.epoch,
             offset: r.offset,

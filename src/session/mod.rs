@@ -90,6 +90,15 @@ impl<D: Dialect> Session<D> {
         }
     }
 
+    /// This connection as the hub's fan-out sees it.
+    fn as_subscriber(&self) -> Subscriber {
+        Subscriber {
+            conn: self.conn,
+            outbox: self.outbox.clone(),
+            format: self.dialect.format(),
+        }
+    }
+
     fn reply(&self, frame: Bytes) {
         if self.outbox.push(&frame) == Push::Overflow {
             self.relay
@@ -294,11 +303,7 @@ impl<D: Dialect> Session<D> {
         let Some(slot) = self.outbox.reserve() else {
             return; // closing
         };
-        let me = Subscriber {
-            conn: self.conn,
-            outbox: self.outbox.clone(),
-            format: self.dialect.format(),
-        };
+        let me = self.as_subscriber();
         let mut positions = Vec::with_capacity(channels.len());
         let before = self.subs.len();
         for name in channels {
