@@ -35,6 +35,10 @@ pub struct Metrics {
     /// Conflate-lane messages replaced by a newer one before a lagging or rate-capped
     /// connection got them.
     pub conflated: AtomicU64,
+    /// Channels reset under their subscribers: the position they held is gone (the
+    /// backplane's Redis lost the channel), and subscribers of a reliable channel were
+    /// sent a `reset` notice.
+    pub resets: AtomicU64,
     /// Error replies sent, by code (index: [`ErrorCode::index`]).
     pub errors: [AtomicU64; ErrorCode::ALL.len()],
     /// Message frames built, by wire format (index: [`Format::index`]): at most one per
@@ -56,6 +60,7 @@ impl Default for Metrics {
             slow_consumer_closes: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             conflated: AtomicU64::new(0),
+            resets: AtomicU64::new(0),
             errors: Default::default(),
             frames_built: Default::default(),
         }

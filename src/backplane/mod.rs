@@ -79,8 +79,6 @@ pub struct Backplane {
     pub failed_publishes: AtomicU64,
     /// Gap repairs (a stream read that delivered or realigned something).
     pub repairs: AtomicU64,
-    /// `reset` notices sent (Redis lost a channel subscribers held a position in).
-    pub resets: AtomicU64,
     interest: Mutex<Interests>,
     wake: tokio::sync::Notify,
     nodes: Mutex<HashMap<String, Instant>>,
@@ -128,7 +126,6 @@ impl Backplane {
             reconnects: AtomicU64::new(0),
             failed_publishes: AtomicU64::new(0),
             repairs: AtomicU64::new(0),
-            resets: AtomicU64::new(0),
             interest: Default::default(),
             wake: Default::default(),
             nodes: Default::default(),

@@ -338,7 +338,6 @@ async fn repair(relay: &Ctx<'_>, bp: &Backplane, channel: &str) -> Result<(), St
             continue;
         }
         if matches!(relay.hub.align(channel, e, head), Ok(true)) {
-            bp.resets.fetch_add(1, Ordering::Relaxed);
             tracing::info!(channel, epoch = e.as_str(), "backplane: channel reset");
         }
         return Ok(());

@@ -242,7 +242,7 @@ fn stats_json(relay: &Relay, trusted: bool) -> Vec<u8> {
     }
     out.push(b'}');
     if let Some(bp) = &relay.backplane {
-        backplane_json(&mut out, bp);
+        backplane_json(&mut out, bp, &relay.metrics);
     }
     out.extend_from_slice(br#","top_channels":["#);
     let ns = &relay.config.namespaces;
@@ -305,7 +305,7 @@ fn snapshot_histogram(s: &mut String, name: &str, help: &str, bounds: &[u64], va
 }
 
 /// `,"backplane":{"state":..,"node":..,"nodes":[..],"reconnects":N,..}`
-fn backplane_json(out: &mut Vec<u8>, bp: &crate::backplane::Backplane) {
+fn backplane_json(out: &mut Vec<u8>, bp: &crate::backplane::Backplane, m: &Metrics) {
     out.extend_from_slice(br#","backplane":{"state":"#);
     j::push_str(out, bp.state());
     out.extend_from_slice(br#","node":"#);
@@ -318,7 +318,7 @@ fn backplane_json(out: &mut Vec<u8>, bp: &crate::backplane::Backplane) {
         j::push_str(out, n);
     }
     out.push(b']');
-    for (k, v) in backplane_counters(bp) {
+    for (k, v) in backplane_counters(bp, m) {
         out.push(b',');
         j::push_str(out, k);
         out.push(b':');
@@ -327,20 +327,22 @@ fn backplane_json(out: &mut Vec<u8>, bp: &crate::backplane::Backplane) {
     out.push(b'}');
 }
 
-fn backplane_counters(bp: &crate::backplane::Backplane) -> [(&'static str, u64); 4] {
+/// The backplane's counters; `resets` is the relay's (a reset is the hub's, whichever
+/// source moved the channel).
+fn backplane_counters(bp: &crate::backplane::Backplane, m: &Metrics) -> [(&'static str, u64); 4] {
     let g = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
     [
         ("reconnects", g(&bp.reconnects)),
         ("failed_publishes", g(&bp.failed_publishes)),
         ("repairs", g(&bp.repairs)),
-        ("resets", g(&bp.resets)),
+        ("resets", g(&m.resets)),
     ]
 }
 
-fn backplane_prometheus(s: &mut String, bp: &crate::backplane::Backplane) {
+fn backplane_prometheus(s: &mut String, bp: &crate::backplane::Backplane, m: &Metrics) {
     let _ = writeln!(s, "# HELP tickrelay_backplane_up Whether the pub/sub connection to Redis is up.\n# TYPE tickrelay_backplane_up gauge\ntickrelay_backplane_up {}", bp.is_up() as u8);
     let _ = writeln!(s, "# HELP tickrelay_backplane_nodes Relay nodes heard from on the heartbeat channel.\n# TYPE tickrelay_backplane_nodes gauge\ntickrelay_backplane_nodes {}", bp.live_nodes().len());
-    for (k, v) in backplane_counters(bp) {
+    for (k, v) in backplane_counters(bp, m) {
         let _ = writeln!(s, "# HELP tickrelay_backplane_{k}_total Backplane {k}.\n# TYPE tickrelay_backplane_{k}_total counter\ntickrelay_backplane_{k}_total {v}");
     }
 }
@@ -396,7 +398,7 @@ fn prometheus(relay: &Relay) -> String {
         &queued,
     );
     if let Some(bp) = &relay.backplane {
-        backplane_prometheus(&mut s, bp);
+        backplane_prometheus(&mut s, bp, &relay.metrics);
     }
     s.pop(); // `text` adds the final newline
     s

@@ -3,6 +3,8 @@
 //! channel with a `reset` notice when the position they held is gone (a new epoch, or
 //! a gap the source could not fill).
 
+use std::sync::atomic::Ordering;
+
 use super::{Hub, Published, Sequenced};
 use crate::error::ErrorCode;
 use crate::hub::Epoch;
@@ -31,6 +33,9 @@ impl Hub {
                 return Ok(None);
             };
             let reset = (lost && !ch.conflate).then(|| st.reset_notices(name).0);
+            if reset.is_some() {
+                self.metrics.resets.fetch_add(1, Ordering::Relaxed);
+            }
             let mut prepared = st.prepare(name, at.ts, data, &self.budget, &self.metrics);
             prepared.reset = reset;
             return Ok(Some(self.fan_out(&ch, st, prepared)));
@@ -54,6 +59,7 @@ impl Hub {
             if !st.align(epoch, head, &self.budget) || ch.conflate {
                 return Ok(false);
             }
+            self.metrics.resets.fetch_add(1, Ordering::Relaxed);
             let (notices, audience) = st.reset_notices(name);
             // Hand over hand, as a publish: behind any fan-out of the old epoch.
             let fanout = ch.fanout.lock();

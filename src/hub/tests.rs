@@ -231,10 +231,14 @@ fn a_lost_position_gets_reliable_subscribers_a_reset_before_the_message() {
         texts[5],
         r#"{"type":"reset","channel":"feed:1","epoch":"cccccccc","offset":0}"#
     );
+    // Every reset counts, the ones sent with a message as well as align's.
+    let resets = || h.metrics.resets.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(resets(), 3);
     // Conflate channels just go on.
     let t = sub(2, Format::ENVELOPE);
     h.subscribe("ticker:Y", &t, None).unwrap();
     h.publish_at("ticker:Y", at("aaaaaaaa", 1), b"1").unwrap();
     h.publish_at("ticker:Y", at("bbbbbbbb", 1), b"1").unwrap();
     assert_eq!(drain(&t).len(), 2);
+    assert_eq!(resets(), 3, "no reset on a conflate channel");
 }
