@@ -64,8 +64,9 @@ pub struct Session<D: Dialect> {
     access: access::Access,
     /// Subscribed channels with their hub ids.
     subs: Vec<(Box<str>, u64)>,
-    /// A command the reader must await (see [`remote`]).
-    pending: Option<Box<remote::Pending>>,
+    /// Backplane work and the replies queued behind it (see [`remote`]); a `RefCell`
+    /// because replies are queued from `&self`.
+    pending: std::cell::RefCell<Option<Box<remote::Queue>>>,
 }
 
 impl<D: Dialect> Drop for Session<D> {
@@ -86,7 +87,7 @@ impl<D: Dialect> Session<D> {
             dialect,
             access,
             subs: Vec::new(),
-            pending: None,
+            pending: Default::default(),
         }
     }
 
@@ -100,6 +101,10 @@ impl<D: Dialect> Session<D> {
     }
 
     fn reply(&self, frame: Bytes) {
+        if self.pending.borrow().is_some() {
+            // Behind queued publishes: sent after them, in order (see `remote`).
+            return self.defer(remote::Slot::Reply(frame));
+        }
         if self.outbox.push(&frame) == Push::Overflow {
             self.relay
                 .metrics
@@ -148,6 +153,9 @@ impl<D: Dialect> Session<D> {
 
     /// Handles one command's text.
     fn on_command_text(&mut self, text: bool, payload: &mut [u8]) -> Option<Fail> {
+        if self.keep_for_later(text, payload) {
+            return None; // behind a subscribe that waits for the backplane
+        }
         let (id, request) = match self.dialect.inbound(text, payload) {
             Inbound::Reply(frame) => {
                 self.reply(frame);
@@ -178,9 +186,7 @@ impl<D: Dialect> Session<D> {
                 max_rate,
             } => {
                 if self.must_warm(&channels) {
-                    let p = remote::Pending::subscribe(id, &channels, &recover, max_rate);
-                    self.pending = Some(Box::new(p));
-                    return;
+                    return self.defer(remote::Slot::subscribe(id, &channels, &recover, max_rate));
                 }
                 self.subscribe(id, &channels, &recover, max_rate)
             }
@@ -206,12 +212,11 @@ impl<D: Dialect> Session<D> {
                     );
                 }
                 if self.relay.backplane.is_some() {
-                    self.pending = Some(Box::new(remote::Pending::Publish {
+                    return self.defer(remote::Slot::Publish {
                         id: id.cloned(),
                         channel: channel.to_string(),
                         data,
-                    }));
-                    return;
+                    });
                 }
                 match self.relay.publish(channel, &data) {
                     Ok(p) => self.reply(self.dialect.published(id, channel, p.position.offset)),
@@ -227,7 +232,12 @@ impl<D: Dialect> Session<D> {
                 channel,
                 recover,
                 strict,
-            } => self.join(id, channel, recover, strict),
+            } => {
+                if self.must_warm(&[channel]) {
+                    return self.defer(remote::Slot::join(id, channel, recover, strict));
+                }
+                self.join(id, channel, recover, strict)
+            }
             Command::History {
                 channel,
                 since,
@@ -414,7 +424,7 @@ where
         }
         if relay.backplane.is_some() && !params.channels.is_empty() {
             // Loaded from Redis first, by the reader (see `remote`).
-            session.pending = Some(Box::new(remote::Pending::Connect(params.channels)));
+            session.defer(remote::Slot::Connect(params.channels));
         } else {
             session.connect(params.channels);
         }

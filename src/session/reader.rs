@@ -146,7 +146,7 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin, D: Dialect>(
     // auto_pong and auto_close are off, so fastwebsockets never has a frame to send.
     let mut no_send = |_| async { Ok::<(), std::convert::Infallible>(()) };
     let mut returned = 0u64;
-    if session.pending.is_some() {
+    if session.pending_due(true) {
         Box::pin(session.run_pending()).await; // `?channels=` through the backplane
     }
     let end = 'conn: loop {
@@ -166,16 +166,25 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin, D: Dialect>(
             if let Some(end) = on_frame(&mut frame, &mut session, &mut asm) {
                 break 'conn end;
             }
-            if session.pending.is_some() {
-                // A command that waits for the backplane; boxed: it is rare, and this
-                // future is held by every idle connection.
-                Box::pin(session.run_pending()).await;
+            let idle = rest.drained(returned);
+            if session.pending_due(idle) {
+                // Backplane work, run once nothing more is buffered (so a publisher's
+                // burst is one script run); boxed: it is rare, and this future is held
+                // by every idle connection.
+                if let Some(fail) = Box::pin(session.run_pending()).await {
+                    break 'conn End::Fail(fail);
+                }
             }
-            if rest.drained(returned) {
+            if idle {
                 break; // nothing buffered: drop the reader until the client sends again
             }
         }
     };
+    // Commands read before the end still run (a publisher may close right after its
+    // last publish), as they would without a backplane.
+    if session.pending_due(true) {
+        let _ = Box::pin(session.run_pending()).await;
+    }
     match end {
         End::PeerClosed(reply) => {
             session.outbox.close_with(reply);

@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::{Params, Registered, Session};
-use crate::auth::Identity;
+use crate::auth::{Deadline, Identity};
 use crate::dialect::{Dialect, Inbound};
 use crate::outbox::Outbox;
 use crate::protocol::close::CloseCode;
@@ -131,19 +131,19 @@ impl Stream {
         let cfg = &self.session.relay.config;
         let heartbeat = Duration::from_millis(cfg.heartbeat_ms.max(1));
         let grace = Duration::from_millis(cfg.slow_close_grace_ms);
-        pump(&self.session, &tx, heartbeat, grace).await;
+        let deadline = self.session.access.deadline.clone();
+        pump(&self.session.outbox, deadline, &tx, heartbeat, grace).await;
         self.session.outbox.abort();
     }
 }
 
 async fn pump(
-    session: &Session<Sse>,
+    outbox: &Outbox,
+    deadline: Arc<Deadline>,
     tx: &mpsc::Sender<Bytes>,
     heartbeat: Duration,
     grace: Duration,
 ) {
-    let outbox = &session.outbox;
-    let deadline = session.access.deadline.clone();
     let ping = Bytes::from_static(sse::HEARTBEAT);
     let mut batch = VecDeque::new();
     loop {
