@@ -37,13 +37,13 @@ pub mod script;
 mod task;
 
 use parking_lot::Mutex;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::ErrorCode;
-use crate::hub::{Epoch, Interest, InterestEvent, Position, Published};
+use crate::hub::{Epoch, Interest, InterestEvent, Position, Published, Wanted};
 use crate::namespace::Namespaces;
 pub use task::{run, Mirror};
 
@@ -53,9 +53,6 @@ pub const NODE_TIMEOUT: Duration = Duration::from_secs(3);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a subscribe waits for a channel to be loaded from Redis.
 const WARM_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Interest in one channel: wanted (`None`) or lingering since.
-type Want = Option<Instant>;
 
 /// The backplane's shared state (the task that reads pub/sub is [`run`]).
 #[derive(Debug)]
@@ -69,7 +66,6 @@ pub struct Backplane {
     /// This node's name.
     pub node: String,
     namespaces: Arc<Namespaces>,
-    linger: Duration,
     epoch_seed: AtomicU64,
     /// The pub/sub connection is up.
     up: AtomicBool,
@@ -79,19 +75,9 @@ pub struct Backplane {
     pub failed_publishes: AtomicU64,
     /// Gap repairs (a stream read that delivered or realigned something).
     pub repairs: AtomicU64,
-    interest: Mutex<Interests>,
-    wake: tokio::sync::Notify,
+    /// The channels this node wants from Redis (see [`Wanted`]).
+    pub(crate) wanted: Wanted,
     nodes: Mutex<HashMap<String, Instant>>,
-}
-
-#[derive(Debug, Default)]
-struct Interests {
-    /// What this node wants from Redis.
-    want: HashMap<String, Want>,
-    /// Subscribed in Redis and loaded into the hub.
-    warm: HashSet<String>,
-    /// Waiting for a channel to be warm.
-    waiters: HashMap<String, Vec<tokio::sync::oneshot::Sender<()>>>,
 }
 
 impl Backplane {
@@ -120,14 +106,12 @@ impl Backplane {
             read: redis::Script::new(script::READ),
             node,
             namespaces,
-            linger,
             epoch_seed: AtomicU64::new(seed),
             up: AtomicBool::new(false),
             reconnects: AtomicU64::new(0),
             failed_publishes: AtomicU64::new(0),
             repairs: AtomicU64::new(0),
-            interest: Default::default(),
-            wake: Default::default(),
+            wanted: Wanted::new(linger),
             nodes: Default::default(),
         })
     }
@@ -140,7 +124,7 @@ impl Backplane {
     /// Whether `channel` can be served without [`Backplane::warm`] (loaded, or Redis
     /// down: nothing to load from).
     pub fn is_warm(&self, channel: &str) -> bool {
-        !self.is_up() || self.interest.lock().warm.contains(channel)
+        !self.is_up() || self.wanted.is_warm(channel)
     }
 
     /// `up` or `down`, for `/health`, `/stats`.
@@ -316,55 +300,13 @@ impl Backplane {
         if !self.is_up() {
             return;
         }
-        let mut waits = Vec::new();
-        {
-            let mut i = self.interest.lock();
-            let now = Instant::now();
-            for c in channels {
-                let c = c.as_ref();
-                if i.warm.contains(c) {
-                    continue;
-                }
-                // Lingering until a subscriber shows interest (a history read never does).
-                i.want.entry(c.to_string()).or_insert(Some(now));
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                i.waiters.entry(c.to_string()).or_default().push(tx);
-                waits.push(rx);
-            }
-        }
-        if waits.is_empty() {
-            return;
-        }
-        self.wake.notify_one();
-        let all = async {
-            for w in waits {
-                let _ = w.await;
-            }
-        };
-        let _ = tokio::time::timeout(WARM_TIMEOUT, all).await;
+        self.wanted.warm(channels, WARM_TIMEOUT).await
     }
 }
 
 impl Interest for Backplane {
     fn changed(&self, channel: &str, event: InterestEvent) {
-        let mut i = self.interest.lock();
-        match event {
-            InterestEvent::First => {
-                i.want.insert(channel.to_string(), None);
-            }
-            InterestEvent::LastGone => {
-                i.want.insert(channel.to_string(), Some(Instant::now()));
-            }
-            InterestEvent::Reclaimed => {
-                // The hub forgot the channel: it must be loaded again before it is served.
-                i.warm.remove(channel);
-                if let Some(w) = i.want.get_mut(channel) {
-                    w.get_or_insert(Instant::now());
-                }
-            }
-        }
-        drop(i);
-        self.wake.notify_one();
+        self.wanted.changed(channel, event)
     }
 }
 

@@ -47,7 +47,7 @@ pub async fn run<M: Mirror>(
         let started = Instant::now();
         let r = connection(relay, &bp, &mut connected_before).await;
         bp.up.store(false, Ordering::Relaxed);
-        bp.interest.lock().warm.clear();
+        bp.wanted.lost();
         match r {
             Ok(()) => return,
             Err(e) => tracing::warn!(error = %e, "backplane: pub/sub connection lost"),
@@ -129,7 +129,7 @@ async fn connection(
                 Ok(_) => {}
                 Err(e) => return Err(e.to_string()),
             },
-            _ = bp.wake.notified() => sync(bp, &mut wr, &mut subscribed).await?,
+            _ = bp.wanted.notified() => sync(bp, &mut wr, &mut subscribed).await?,
             _ = tick.tick() => sync(bp, &mut wr, &mut subscribed).await?,
             _ = beat.tick() => {
                 let bp = bp.clone();
@@ -173,33 +173,7 @@ async fn sync(
     wr: &mut OwnedWriteHalf,
     subscribed: &mut HashSet<String>,
 ) -> Result<(), String> {
-    let now = Instant::now();
-    let (add, drop): (Vec<String>, Vec<String>) = {
-        let mut i = bp.interest.lock();
-        let expired: Vec<String> = i
-            .want
-            .iter()
-            .filter(|(_, w)| w.is_some_and(|t| now.duration_since(t) >= bp.linger))
-            .map(|(c, _)| c.clone())
-            .collect();
-        for c in &expired {
-            i.want.remove(c);
-            i.warm.remove(c);
-            i.waiters.remove(c);
-        }
-        let add = i
-            .want
-            .keys()
-            .filter(|c| !subscribed.contains(*c))
-            .cloned()
-            .collect();
-        let drop = subscribed
-            .iter()
-            .filter(|c| !i.want.contains_key(*c))
-            .cloned()
-            .collect();
-        (add, drop)
-    };
+    let (add, drop) = bp.wanted.diff(subscribed);
     for (verb, list) in [(&b"SUBSCRIBE"[..], &add), (b"UNSUBSCRIBE", &drop)] {
         for chunk in list.chunks(PER_COMMAND) {
             let names: Vec<String> = chunk.iter().map(|c| bp.keys.pubsub(c)).collect();
@@ -257,11 +231,7 @@ async fn on_value(
             // Everything published from now on arrives on this connection, after what
             // the stream already holds: load that first.
             repair(relay, bp, channel).await?;
-            let mut i = bp.interest.lock();
-            i.warm.insert(channel.to_string());
-            for w in i.waiters.remove(channel).unwrap_or_default() {
-                let _ = w.send(());
-            }
+            bp.wanted.loaded(channel);
         }
         _ => {}
     }

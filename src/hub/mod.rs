@@ -22,6 +22,7 @@ pub mod interest;
 mod join;
 mod mirror;
 pub mod shard;
+mod wanted;
 
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -38,6 +39,7 @@ pub use interest::{Interest, InterestEvent};
 pub use join::{Joined, Replay};
 use shard::{Channel, ChannelState, Prepared, Shard};
 pub use shard::{Epoch, Subscriber};
+pub use wanted::Wanted;
 
 /// Where a channel stands, as reported to a new subscriber or a publisher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
