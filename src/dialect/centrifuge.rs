@@ -118,7 +118,7 @@ impl Dialect for Centrifuge {
         }
     }
 
-    fn published(&self, id: Option<&Id>, _channel: &str, _offset: u64) -> Bytes {
+    fn published(&self, id: Option<&Id>, _channel: &str, _epoch: &str, _offset: u64) -> Bytes {
         wire::empty_reply(id, "publish")
     }
 

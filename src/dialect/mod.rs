@@ -114,8 +114,9 @@ pub trait Dialect: Send + 'static {
     }
 
     /// The reply to a publish.
-    fn published(&self, id: Option<&Id>, channel: &str, offset: u64) -> Bytes {
-        self.format().notice(encode::published(id, channel, offset))
+    fn published(&self, id: Option<&Id>, channel: &str, epoch: &str, offset: u64) -> Bytes {
+        self.format()
+            .notice(encode::published(id, channel, epoch, offset))
     }
 
     /// The reply to a credential (`sub` and `exp` when a token was shown).

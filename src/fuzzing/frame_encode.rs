@@ -110,7 +110,7 @@ pub fn frame_encode(data: &[u8]) {
             let message = String::from_utf8_lossy(&payload);
             let frames = [
                 encode::error(id.as_ref(), ErrorCode::BadRequest, &message),
-                encode::published(id.as_ref(), channel, offset),
+                encode::published(id.as_ref(), channel, "k3f9ab2x", offset),
                 encode::pong(id.as_ref()),
                 encode::unsubscribed(id.as_ref(), &[channel, channel]),
                 encode::welcome(offset, ts),

@@ -248,12 +248,14 @@ pub fn unsubscribed(id: Option<&Id>, channels: &[&str]) -> Bytes {
     close_reply(b)
 }
 
-/// `{"type":"published","id":..,"channel":..,"offset":..}`
-pub fn published(id: Option<&Id>, channel: &str, offset: u64) -> Bytes {
-    let mut b = reply("published", id, 40 + channel.len());
+/// `{"type":"published","id":..,"channel":..,"epoch":..,"offset":..}`
+pub fn published(id: Option<&Id>, channel: &str, epoch: &str, offset: u64) -> Bytes {
+    let mut b = reply("published", id, 56 + channel.len());
     let p = b.payload();
     p.extend_from_slice(br#","channel":"#);
     json::push_str(p, channel);
+    p.extend_from_slice(br#","epoch":"#);
+    json::push_str(p, epoch);
     p.extend_from_slice(br#","offset":"#);
     json::push_u64(p, offset);
     close_reply(b)
@@ -397,7 +399,7 @@ mod tests {
                 br#"{"type":"subscribed","channels":[{"channel":"a","epoch":"e","offset":1,"recovered":true},{"channel":"b","epoch":"f","offset":0,"recovered":false}]}"#,
             ),
             (unsubscribed(None, &["a", "b"]), br#"{"type":"unsubscribed","channels":["a","b"]}"#),
-            (published(Some(&id), "a", 7), br#"{"type":"published","id":3,"channel":"a","offset":7}"#),
+            (published(Some(&id), "a", "k3f9ab2x", 7), br#"{"type":"published","id":3,"channel":"a","epoch":"k3f9ab2x","offset":7}"#),
             (pong(Some(&id)), br#"{"type":"pong","id":3}"#),
             (lagging("ticker:X", 4), br#"{"type":"lagging","channel":"ticker:X","skipped":4}"#),
             (
