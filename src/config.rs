@@ -292,6 +292,10 @@ pub struct Config {
     #[arg(long, env = "TICKRELAY_NODE_ID")]
     pub node_id: Option<String>,
 
+    /// Edge chaining: `--upstream`, `--upstream-token`, `--relay-key` and the rest.
+    #[command(flatten)]
+    pub upstream: crate::upstream::EdgeConfig,
+
     /// TOML file declaring namespaces (delivery, history, access); see `--print-config`.
     #[arg(long = "config", env = "TICKRELAY_CONFIG")]
     pub config_file: Option<PathBuf>,
@@ -362,6 +366,7 @@ impl Default for Config {
             redis_prefix: DEFAULT_REDIS_PREFIX.into(),
             redis_linger_ms: DEFAULT_REDIS_LINGER_MS,
             node_id: None,
+            upstream: Default::default(),
             config_file: None,
             print_config: false,
             namespaces: Arc::default(),
@@ -417,6 +422,7 @@ impl Config {
                 return Err("--redis: only redis:// (TCP) URLs are supported".into());
             }
         }
+        self.upstream.check(self.redis.is_some())?;
         let Some(path) = &self.config_file else {
             return Ok(());
         };
@@ -433,7 +439,7 @@ impl Config {
         let mut out = String::from("# tickrelay effective configuration\n");
         out.push_str("# flags (set with --flag or TICKRELAY_* variables):\n");
         let secret = |v: &Option<String>| if v.is_some() { "<set>" } else { "<unset>" };
-        let flags: Vec<(&str, String)> = vec![
+        let mut flags: Vec<(&str, String)> = vec![
             ("listen", self.listen.to_string()),
             ("publish-key", secret(&self.publish_key).into()),
             ("demo", self.demo.to_string()),
@@ -534,6 +540,7 @@ impl Config {
             ("print-config", self.print_config.to_string()),
             ("echo", self.echo.to_string()),
         ];
+        flags.extend(self.upstream.settings());
         for (k, v) in flags {
             out.push_str(&format!("#   --{k} {v}\n"));
         }

@@ -15,6 +15,7 @@
 //! | command rate limit, connections per client address | [`limits`] |
 //! | relay-wide state and the publish funnel every source goes through | [`relay`] |
 //! | the Redis backplane: offsets assigned in Redis, mirrored by every node | [`backplane`] |
+//! | edge chaining: a relay subscribed to an upstream relay for its clients' channels | [`upstream`] |
 //! | the shutdown flag and the drain of live connections | [`shutdown`] |
 //! | accept loop, background tasks, the shutdown sequence | [`server`] |
 //! | open-file limit, descriptor table sized at start-up | [`fds`] |
@@ -64,6 +65,7 @@ pub mod relay;
 pub mod server;
 pub mod session;
 pub mod shutdown;
+pub mod upstream;
 
 pub use config::Config;
 pub use relay::Relay;

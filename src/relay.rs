@@ -48,6 +48,11 @@ pub struct Relay {
     pub snapshots: crate::metrics::SnapshotCache,
     /// The Redis backplane (`--redis`): when set, it assigns every offset.
     pub backplane: Option<Arc<crate::backplane::Backplane>>,
+    /// The upstream relay (`--upstream`): when set, it assigns every offset.
+    pub upstream: Option<Arc<crate::upstream::Upstream>>,
+    /// This relay's node id (`--node-id`, else random): the backplane's node list, the
+    /// edge chain's loop detection.
+    pub node: String,
 }
 
 impl crate::backplane::Mirror for Relay {
@@ -125,11 +130,15 @@ impl Relay {
                     .publisher_channel_reserve
                     .min(config.max_channels / 10),
             );
+        let node = config.node_id.clone().unwrap_or_else(|| {
+            let seed = crate::hub::now_ms() ^ ((std::process::id() as u64) << 40);
+            format!("node-{}", crate::hub::Epoch::from_bits(seed).as_str())
+        });
         let backplane = config.redis.as_deref().map(|url| {
             let bp = crate::backplane::Backplane::new(
                 url,
                 &config.redis_prefix,
-                config.node_id.as_deref(),
+                Some(&node),
                 config.namespaces.clone(),
                 std::time::Duration::from_millis(config.redis_linger_ms),
             )
@@ -139,8 +148,15 @@ impl Relay {
             hub.watch(bp.clone());
             bp
         });
+        let upstream = crate::upstream::Upstream::new(&config.upstream, &node).map(|up| {
+            let up = Arc::new(up);
+            hub.watch(up.clone());
+            up
+        });
         Arc::new(Relay {
             backplane,
+            upstream,
+            node,
             config,
             hub,
             metrics,
@@ -224,7 +240,36 @@ impl Relay {
         if let Some(bp) = &self.backplane {
             return bp.publish(items).await;
         }
+        if let Some(up) = &self.upstream {
+            return up.publish(items).await;
+        }
         items.iter().map(|(c, d)| self.hub.publish(c, d)).collect()
+    }
+
+    /// Whether offsets are assigned elsewhere (Redis, an upstream relay): publishes go
+    /// through [`Relay::publish_many`] and channels are loaded before they are served.
+    pub fn sequenced_elsewhere(&self) -> bool {
+        self.backplane.is_some() || self.upstream.is_some()
+    }
+
+    /// Whether `channel` can be served now (loaded from where it is sequenced, or nothing
+    /// to load).
+    pub fn is_warm(&self, channel: &str) -> bool {
+        match (&self.backplane, &self.upstream) {
+            (Some(bp), _) => bp.is_warm(channel),
+            (None, Some(up)) => up.is_warm(channel),
+            (None, None) => true,
+        }
+    }
+
+    /// Loads `channels` from where they are sequenced before they are served (at most
+    /// 2 s).
+    pub async fn warm<S: AsRef<str>>(&self, channels: &[S]) {
+        if let Some(bp) = &self.backplane {
+            bp.warm(channels).await;
+        } else if let Some(up) = &self.upstream {
+            up.warm(channels).await;
+        }
     }
 
     /// The single entry for every source of publishes on a relay without backplane (the
@@ -307,6 +352,7 @@ impl Relay {
     pub fn keys(&self) -> crate::auth::Keys<'_> {
         crate::auth::Keys {
             publish_key: self.config.publish_key.as_deref(),
+            relay_key: self.config.upstream.relay_key.as_deref(),
             jwt: self.jwt.as_deref(),
         }
     }

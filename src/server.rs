@@ -118,6 +118,18 @@ pub async fn serve(listener: TcpListener, relay: Arc<Relay>, shutdown: impl Futu
         let task = crate::backplane::run(relay.clone(), bp.clone(), relay.drain.clone(), max);
         tokio::spawn(task);
     }
+    if let Some(up) = &relay.upstream {
+        let (r, up) = (relay.clone(), up.clone());
+        tokio::spawn(async move {
+            let ctx = crate::upstream::Ctx {
+                hub: &r.hub,
+                namespaces: &r.config.namespaces,
+                drain: &r.drain,
+                max_message: r.config.max_message_bytes,
+            };
+            crate::upstream::run(ctx, up).await
+        });
+    }
     let mut nodelay = NoDelay::on(&listener);
     tokio::pin!(shutdown);
     loop {

@@ -9,8 +9,11 @@ use crate::namespace::{Namespaces, Publish};
 /// What a connection has shown.
 #[derive(Debug, Clone, Default)]
 pub struct Identity {
-    /// Presented the publish key.
+    /// Presented the publish key (or the relay key, which implies it).
     pub publisher: bool,
+    /// Presented the relay key (`--relay-key`): an edge relay, a trusted heavy
+    /// subscriber (see [`Identity::relay`]).
+    pub relay: bool,
     /// Presented a valid JWT (the newest one).
     pub claims: Option<Claims>,
 }
@@ -35,6 +38,13 @@ impl Identity {
     pub fn trusted(&self) -> bool {
         self.publisher || self.admin()
     }
+
+    /// An edge relay (the relay key): `--relay-queue-bytes` instead of `--queue-bytes`,
+    /// no subscription limit, no conflation by lag (it is closed as a slow consumer
+    /// instead, and recovers), publishes allowed like the publish key's.
+    pub fn relay(&self) -> bool {
+        self.relay
+    }
 }
 
 /// A credential, checked.
@@ -42,6 +52,8 @@ impl Identity {
 pub enum Credential {
     /// The publish key.
     PublishKey,
+    /// The relay key (an edge relay; implies the publish key's rights).
+    RelayKey,
     /// A valid JWT.
     Token(Claims),
 }
@@ -51,6 +63,10 @@ impl Credential {
     pub fn apply(self, who: &mut Identity) {
         match self {
             Credential::PublishKey => who.publisher = true,
+            Credential::RelayKey => {
+                who.publisher = true;
+                who.relay = true;
+            }
             Credential::Token(c) => who.claims = Some(c),
         }
     }
@@ -61,6 +77,8 @@ impl Credential {
 pub struct Keys<'a> {
     /// `--publish-key` (`None`: no publish key).
     pub publish_key: Option<&'a str>,
+    /// `--relay-key` (`None`: no edge relay may connect as one).
+    pub relay_key: Option<&'a str>,
     /// JWT verification (`None`: no JWT key configured).
     pub jwt: Option<&'a Verifier>,
 }
@@ -87,6 +105,12 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 pub fn check(keys: Keys<'_>, token: &str) -> Result<Credential, &'static str> {
     if keys.is_publish_key(token) {
         return Ok(Credential::PublishKey);
+    }
+    if keys
+        .relay_key
+        .is_some_and(|k| ct_eq(k.as_bytes(), token.as_bytes()))
+    {
+        return Ok(Credential::RelayKey);
     }
     match keys.jwt {
         Some(v) => v.verify(token).map(Credential::Token),
@@ -269,6 +293,7 @@ mod tests {
     fn user(sub: &str) -> Identity {
         Identity {
             publisher: false,
+            relay: false,
             claims: Some(Claims {
                 sub: Some(sub.into()),
                 exp: u64::MAX,
@@ -323,6 +348,7 @@ mod tests {
         // The publish key owns nothing.
         let key = Identity {
             publisher: true,
+            relay: false,
             claims: None,
         };
         assert_eq!(
@@ -400,6 +426,7 @@ mod tests {
         assert!(may_publish(&ns, &feed, "user:42", true).is_err());
         let key = Identity {
             publisher: true,
+            relay: false,
             claims: None,
         };
         assert_eq!(may_publish(&ns, &key, "user:1", true), Ok(()));

@@ -54,10 +54,10 @@ pub async fn route(req: Request<Incoming>, relay: Arc<Relay>, peer: SocketAddr) 
         p if p == "/publish" || p.starts_with("/publish/") => method_not_allowed("POST"),
         p if p.starts_with("/history/") && method == Method::GET => {
             let raw = &p["/history/".len()..];
-            if let (Some(bp), Some(name)) = (&relay.backplane, percent_decode(raw, false)) {
-                // A node that never saw the channel loads it from Redis first.
+            if let (true, Some(name)) = (relay.sequenced_elsewhere(), percent_decode(raw, false)) {
+                // A node that never saw the channel loads it (from Redis, from upstream).
                 if crate::protocol::channel::validate(name.as_bytes()).is_ok() {
-                    bp.warm(&[name]).await;
+                    relay.warm(&[name]).await;
                 }
             }
             history::handle(&req, &relay, raw)

@@ -140,7 +140,7 @@ pub async fn single(req: Request<Incoming>, relay: Arc<Relay>, raw_channel: &str
         Ok(d) => d,
         Err(e) => return refused(&e, &relay),
     };
-    let r = if relay.backplane.is_some() {
+    let r = if relay.sequenced_elsewhere() {
         let items: [(&str, &[u8]); 1] = [(&name, &data)];
         relay.publish_many(&items).await.map(|v| v[0])
     } else {
@@ -159,14 +159,15 @@ pub async fn single(req: Request<Incoming>, relay: Arc<Relay>, raw_channel: &str
 /// Why a publish the relay accepted could not be made.
 fn failure(code: crate::error::ErrorCode) -> &'static str {
     match code {
-        crate::error::ErrorCode::Unavailable => {
-            "the backplane (Redis) cannot be reached: nothing was published"
+        crate::error::ErrorCode::TooManyChannels => {
+            "the relay holds its maximum number of channels"
         }
-        _ => "the relay holds its maximum number of channels",
+        _ => crate::session::refusal(code),
     }
 }
 
-/// A batch through the backplane: one script run, all or nothing.
+/// A batch through the backplane (one script run, all or nothing) or forwarded to the
+/// upstream relay (its publishes in order, the first refusal answered).
 async fn batch_via_backplane(relay: &Relay, items: &[protocol::publish::Item]) -> Resp {
     let pairs: Vec<(&str, &[u8])> = items
         .iter()
@@ -225,7 +226,7 @@ pub async fn batch(req: Request<Incoming>, relay: Arc<Relay>) -> Resp {
             return *r;
         }
     }
-    if relay.backplane.is_some() {
+    if relay.sequenced_elsewhere() {
         return batch_via_backplane(&relay, &items).await;
     }
     let mut out = Vec::with_capacity(32 + items.len() * 80);

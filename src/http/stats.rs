@@ -30,15 +30,24 @@ pub fn handle(path: &str, headers: &hyper::HeaderMap, relay: &Relay) -> Resp {
     let ttl = std::time::Duration::from_millis(relay.config.stats_cache_ms);
     match path {
         "/health" if relay.is_shutting_down() => text(StatusCode::SERVICE_UNAVAILABLE, "draining"),
-        "/health" => match &relay.backplane {
-            None => json(StatusCode::OK, br#"{"status":"ok"}"#.to_vec()),
+        "/health" => match (&relay.backplane, &relay.upstream) {
+            (None, None) => json(StatusCode::OK, br#"{"status":"ok"}"#.to_vec()),
+            // An edge with its upstream down still serves what it has, and reconnects.
+            (None, Some(up)) if up.is_up() => json(
+                StatusCode::OK,
+                br#"{"status":"ok","upstream":"up"}"#.to_vec(),
+            ),
+            (None, Some(_)) => json(
+                StatusCode::OK,
+                br#"{"status":"degraded","upstream":"down"}"#.to_vec(),
+            ),
             // Still 200 with Redis down: subscribers are served (and repaired when it
             // returns); only publishes fail, on every node alike.
-            Some(bp) if bp.is_up() => json(
+            (Some(bp), _) if bp.is_up() => json(
                 StatusCode::OK,
                 br#"{"status":"ok","backplane":"up"}"#.to_vec(),
             ),
-            Some(_) => json(
+            (Some(_), _) => json(
                 StatusCode::OK,
                 br#"{"status":"degraded","backplane":"down"}"#.to_vec(),
             ),
@@ -244,6 +253,9 @@ fn stats_json(relay: &Relay, trusted: bool) -> Vec<u8> {
     if let Some(bp) = &relay.backplane {
         backplane_json(&mut out, bp, &relay.metrics);
     }
+    if let Some(up) = &relay.upstream {
+        upstream_json(&mut out, up, &relay.metrics);
+    }
     out.extend_from_slice(br#","top_channels":["#);
     let ns = &relay.config.namespaces;
     // Anyone else sees public channels only.
@@ -400,6 +412,47 @@ fn prometheus(relay: &Relay) -> String {
     if let Some(bp) = &relay.backplane {
         backplane_prometheus(&mut s, bp, &relay.metrics);
     }
+    if let Some(up) = &relay.upstream {
+        upstream_prometheus(&mut s, up, &relay.metrics);
+    }
     s.pop(); // `text` adds the final newline
     s
+}
+
+fn upstream_counters(up: &crate::upstream::Upstream, m: &Metrics) -> [(&'static str, u64); 5] {
+    let g = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    [
+        ("reconnects", g(&up.reconnects)),
+        ("resyncs", g(&up.resyncs)),
+        ("loops", g(&up.loops)),
+        ("forwarded", g(&up.forwarded)),
+        ("resets", g(&m.resets)),
+    ]
+}
+
+/// `,"upstream":{"state":..,"url":..,"path":..,"reconnects":N,..}`
+fn upstream_json(out: &mut Vec<u8>, up: &crate::upstream::Upstream, m: &Metrics) {
+    out.extend_from_slice(br#","upstream":{"state":"#);
+    j::push_str(out, up.state());
+    out.extend_from_slice(br#","url":"#);
+    match up.url() {
+        Some(u) => j::push_str(out, &u),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(br#","path":"#);
+    j::push_str(out, &up.path());
+    for (k, v) in upstream_counters(up, m) {
+        out.push(b',');
+        j::push_str(out, k);
+        out.push(b':');
+        j::push_u64(out, v);
+    }
+    out.push(b'}');
+}
+
+fn upstream_prometheus(s: &mut String, up: &crate::upstream::Upstream, m: &Metrics) {
+    let _ = writeln!(s, "# HELP tickrelay_upstream_up Whether the connection to the upstream relay is up.\n# TYPE tickrelay_upstream_up gauge\ntickrelay_upstream_up {}", up.is_up() as u8);
+    for (k, v) in upstream_counters(up, m) {
+        let _ = writeln!(s, "# HELP tickrelay_upstream_{k}_total Upstream {k}.\n# TYPE tickrelay_upstream_{k}_total counter\ntickrelay_upstream_{k}_total {v}");
+    }
 }

@@ -263,6 +263,22 @@ pub async fn handle(mut req: Request<Incoming>, relay: Arc<Relay>, peer: SocketA
             Err(reason) => return refuse(reject(StatusCode::UNAUTHORIZED, reason)),
         }
     }
+    // An edge relay says who it is: one that is this relay (directly, or anywhere down
+    // its chain) would be its own upstream.
+    let via = req
+        .headers()
+        .get(crate::upstream::VIA_HEADER)
+        .map(|v| v.to_str().unwrap_or(""));
+    if via.is_some_and(|v| v.split(',').any(|n| n.trim() == relay.node)) {
+        return refuse(reject(
+            StatusCode::LOOP_DETECTED,
+            "an upstream loop: this relay is the edge itself",
+        ));
+    }
+    let chain = via.map(|_| match relay.upstream.as_ref().map(|u| u.path()) {
+        Some(p) if !p.is_empty() => format!("{},{p}", relay.node),
+        _ => relay.node.clone(),
+    });
     if relay.is_shutting_down() {
         return refuse(reject(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -290,7 +306,12 @@ pub async fn handle(mut req: Request<Incoming>, relay: Arc<Relay>, peer: SocketA
             "connection limit reached",
         ));
     };
-    let v1 = V1::new(query.format).with_max_channels(relay.config.max_subscriptions);
+    // An edge relay subscribes for all its clients at once.
+    let per_command = match identity.relay() {
+        true => usize::MAX,
+        false => relay.config.max_subscriptions,
+    };
+    let v1 = V1::new(query.format).with_max_channels(per_command);
     let echo = relay.config.echo;
     let centrifuge = req.uri().path() == CENTRIFUGE_PATH;
     let params = Params {
@@ -346,6 +367,9 @@ pub async fn handle(mut req: Request<Incoming>, relay: Arc<Relay>, peer: SocketA
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     if let Ok(v) = HeaderValue::from_str(&accept) {
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if let Some(Ok(v)) = chain.map(|c| HeaderValue::from_str(&c)) {
+        h.insert(crate::upstream::PATH_HEADER, v);
     }
     resp
 }

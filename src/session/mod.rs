@@ -24,6 +24,7 @@ mod join;
 pub mod reader;
 pub mod reassembly;
 mod remote;
+pub use remote::refusal;
 pub mod sse;
 pub mod writer;
 
@@ -211,7 +212,7 @@ impl<D: Dialect> Session<D> {
                         "data is over the message size limit",
                     );
                 }
-                if self.relay.backplane.is_some() {
+                if self.relay.sequenced_elsewhere() {
                     return self.defer(remote::Slot::Publish {
                         id: id.cloned(),
                         channel: channel.to_string(),
@@ -219,7 +220,10 @@ impl<D: Dialect> Session<D> {
                     });
                 }
                 match self.relay.publish(channel, &data) {
-                    Ok(p) => self.reply(self.dialect.published(id, channel, p.position.offset)),
+                    Ok(p) => {
+                        let (e, o) = (p.position.epoch, p.position.offset);
+                        self.reply(self.dialect.published(id, channel, e.as_str(), o))
+                    }
                     Err(code) => {
                         self.error(id, code, "the relay holds its maximum number of channels")
                     }
@@ -273,7 +277,10 @@ impl<D: Dialect> Session<D> {
             );
             return false;
         }
-        let max = self.relay.config.max_subscriptions;
+        let max = match self.access.who.relay() {
+            true => usize::MAX, // an edge relay subscribes for all its clients
+            false => self.relay.config.max_subscriptions,
+        };
         if self.subs.len() + new > max {
             self.error(
                 id,
@@ -387,7 +394,10 @@ where
     let cfg = &relay.config;
     let conn = relay.next_conn_id();
     let limit = if D::RELAY {
-        cfg.queue_bytes
+        match params.identity.relay() {
+            true => cfg.upstream.relay_queue_bytes, // an edge relay: many clients' traffic
+            false => cfg.queue_bytes,
+        }
     } else {
         // Echo must hold a whole echoed message however small the queue setting is.
         cfg.queue_bytes.max(2 * cfg.max_message_bytes + 1024)
@@ -422,7 +432,7 @@ where
         if let Some(w) = session.dialect.welcome(conn, cfg.heartbeat_ms) {
             session.reply(w);
         }
-        if relay.backplane.is_some() && !params.channels.is_empty() {
+        if relay.sequenced_elsewhere() && !params.channels.is_empty() {
             // Loaded from Redis first, by the reader (see `remote`).
             session.defer(remote::Slot::Connect(params.channels));
         } else {

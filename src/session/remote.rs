@@ -1,6 +1,6 @@
-//! Commands that wait for the backplane (`--redis`): a publish (Redis assigns the
-//! offset) and a subscribe, a join or `?channels=` to channels this node has not loaded
-//! yet. The command parser stays synchronous: it leaves such a command in the session's
+//! Commands that wait for where offsets are assigned (the Redis backplane, `--redis`, or
+//! the upstream relay, `--upstream`): a publish, and a subscribe, a join or `?channels=`
+//! to channels this node has not loaded yet. The command parser stays synchronous: it leaves such a command in the session's
 //! [`Queue`] and the reader runs the queue ([`Session::run_pending`]).
 //!
 //! **Publishes are batched, replies keep their order.** A publisher that sends faster
@@ -132,13 +132,24 @@ impl Queue {
     }
 }
 
+/// The error message of a publish that Redis or the upstream relay did not take.
+pub fn refusal(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::Unavailable => {
+            "the backplane (Redis) or the upstream relay cannot be reached: nothing was published"
+        }
+        ErrorCode::Forbidden => {
+            "this relay is an edge that does not forward publishes: publish upstream"
+        }
+        _ => "the upstream refused the publish",
+    }
+}
+
 impl<D: Dialect> Session<D> {
-    /// Whether a subscribe to `channels` must wait for the backplane to load them.
+    /// Whether a subscribe to `channels` must wait for them to be loaded (from Redis or
+    /// the upstream relay).
     pub(super) fn must_warm(&self, channels: &[&str]) -> bool {
-        self.relay
-            .backplane
-            .as_ref()
-            .is_some_and(|bp| channels.iter().any(|c| !bp.is_warm(c)))
+        self.relay.sequenced_elsewhere() && channels.iter().any(|c| !self.relay.is_warm(c))
     }
 
     /// Queues `slot` (see the module docs).
@@ -171,7 +182,7 @@ impl<D: Dialect> Session<D> {
     /// send if a later command ends the connection.
     pub(super) async fn run_pending(&mut self) -> Option<Fail> {
         while let Some(queue) = self.pending.get_mut().take() {
-            let bp = self.relay.backplane.clone()?;
+            let relay = self.relay.clone();
             let mut slots = queue.slots.into_iter().peekable();
             while slots.peek().is_some() {
                 // A run of publishes and replies: one script run, then every slot in order.
@@ -182,12 +193,12 @@ impl<D: Dialect> Session<D> {
                     run.push(s);
                 }
                 if !run.is_empty() {
-                    self.publish_run(&bp, run).await;
+                    self.publish_run(run).await;
                 }
                 let Some(step) = slots.next() else { break };
                 match step {
                     Slot::Connect(channels) => {
-                        bp.warm(&channels).await;
+                        relay.warm(&channels).await;
                         self.connect(channels);
                     }
                     Slot::Subscribe {
@@ -196,7 +207,7 @@ impl<D: Dialect> Session<D> {
                         recover,
                         max_rate,
                     } => {
-                        bp.warm(&channels).await;
+                        relay.warm(&channels).await;
                         let recover: Vec<RecoverFrom<'_>> = recover
                             .iter()
                             .map(|(channel, epoch, offset)| RecoverFrom {
@@ -213,7 +224,7 @@ impl<D: Dialect> Session<D> {
                         recover,
                         strict,
                     } => {
-                        bp.warm(std::slice::from_ref(&channel)).await;
+                        relay.warm(std::slice::from_ref(&channel)).await;
                         let recover = recover.as_ref().map(|(epoch, offset)| RecoverFrom {
                             channel: &channel,
                             epoch,
@@ -243,7 +254,7 @@ impl<D: Dialect> Session<D> {
 
     /// Publishes every publish of `run` in one script run (all or none), then sends each
     /// slot's reply in order.
-    async fn publish_run(&mut self, bp: &crate::backplane::Backplane, run: Vec<Slot>) {
+    async fn publish_run(&mut self, run: Vec<Slot>) {
         let items: Vec<(&str, &[u8])> = run
             .iter()
             .filter_map(|s| match s {
@@ -254,7 +265,7 @@ impl<D: Dialect> Session<D> {
         let result = if items.is_empty() {
             Ok(Vec::new())
         } else {
-            bp.publish(&items).await
+            self.relay.publish_many(&items).await
         };
         let mut offsets = result.as_ref().ok().map(|p| p.iter());
         for slot in &run {
@@ -262,18 +273,12 @@ impl<D: Dialect> Session<D> {
                 Slot::Reply(frame) => self.reply(frame.clone()),
                 Slot::Publish { id, channel, .. } => match (&mut offsets, &result) {
                     (Some(it), _) => {
-                        let offset = it.next().map_or(0, |p| p.position.offset);
-                        self.reply(self.dialect.published(id.as_ref(), channel, offset));
+                        if let Some(p) = it.next() {
+                            let (e, o) = (p.position.epoch, p.position.offset);
+                            self.reply(self.dialect.published(id.as_ref(), channel, e.as_str(), o));
+                        }
                     }
-                    (None, Err(code)) => self.error(
-                        id.as_ref(),
-                        *code,
-                        if *code == ErrorCode::Unavailable {
-                            "the backplane (Redis) cannot be reached: nothing was published"
-                        } else {
-                            "publish failed"
-                        },
-                    ),
+                    (None, Err(code)) => self.error(id.as_ref(), *code, refusal(*code)),
                     (None, Ok(_)) => {}
                 },
                 _ => {}

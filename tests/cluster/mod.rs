@@ -133,17 +133,19 @@ impl Node {
     /// Starts the binary on `redis` as node `name`, with a 300 ms linger.
     pub async fn start(redis: &Redis, name: &str) -> Node {
         let port = free_port();
+        let args = ["--redis", &redis.url(), "--redis-linger-ms", "300"].map(String::from);
+        let node = Node::spawn(name, port, &args).await;
+        node.wait_health("\"backplane\":\"up\"").await;
+        node
+    }
+
+    /// Starts the binary as node `name` on 127.0.0.1:`port` with the publish key and
+    /// `args`, and waits until it listens.
+    pub async fn spawn(name: &str, port: u16, args: &[String]) -> Node {
         let listen = format!("127.0.0.1:{port}");
         let mut child = Command::new(env!("CARGO_BIN_EXE_tickrelay"))
-            .args([
-                "--listen",
-                &listen,
-                "--publish-key",
-                KEY,
-                "--redis",
-                &redis.url(),
-            ])
-            .args(["--redis-linger-ms", "300", "--node-id", name])
+            .args(["--listen", &listen, "--publish-key", KEY, "--node-id", name])
+            .args(args)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stderr(Stdio::null())
@@ -172,13 +174,11 @@ impl Node {
                 }
             }
         });
-        let node = Node {
+        Node {
             addr: listen.parse().unwrap(),
             name: name.into(),
             child,
-        };
-        node.wait_health("\"backplane\":\"up\"").await;
-        node
+        }
     }
 
     /// Three nodes `a`, `b`, `c`.
