@@ -32,11 +32,10 @@
 //! (`--relay-key`), treated as a trusted, heavy subscriber (see
 //! [`crate::auth::Identity::relay`]).
 
-mod config;
 mod task;
-mod wire;
+pub mod wire;
 
-pub use config::{EdgeConfig, PublishMode, Target};
+pub use crate::config::{EdgeConfig, PublishMode, Target};
 pub use task::{run, Ctx};
 
 use parking_lot::Mutex;

@@ -3,7 +3,10 @@
 //! Each flag has a `TICKRELAY_*` environment equivalent (`--queue-bytes` ↔
 //! `TICKRELAY_QUEUE_BYTES`); `tickrelay --help` lists them all.
 
+pub mod edge;
+
 use clap::Parser;
+pub use edge::{EdgeConfig, PublishMode, Target};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -294,7 +297,7 @@ pub struct Config {
 
     /// Edge chaining: `--upstream`, `--upstream-token`, `--relay-key` and the rest.
     #[command(flatten)]
-    pub upstream: crate::upstream::EdgeConfig,
+    pub upstream: EdgeConfig,
 
     /// TOML file declaring namespaces (delivery, history, access); see `--print-config`.
     #[arg(long = "config", env = "TICKRELAY_CONFIG")]

@@ -1,4 +1,5 @@
-//! The edge's flags, and the relay key an upstream accepts edges with.
+//! Edge chaining's flags (see [`crate::upstream`]), and the relay key an upstream
+//! accepts edges with.
 
 /// Default `--upstream-linger-ms`.
 pub const DEFAULT_LINGER_MS: u64 = 2000;
