@@ -14,6 +14,7 @@
 //! | [`upgrade`] | `validate` accepts exactly what an independent RFC 6455 oracle accepts |
 //! | [`frame_encode`] | a frame built once decodes to its exact length, opcode and FIN |
 //! | [`token`] | a JWT verdict is deterministic; a signed token verifies, a tampered one fails |
+//! | [`upstream`] | an upstream relay's frame: no panic; a message it reads is the one its bytes encode |
 //!
 //! Each target lives in the file of its name, with its oracles and its tests. What two
 //! targets both use (the channel alphabet, a frame-header decoder, the input reader)
@@ -29,6 +30,7 @@ mod publish;
 mod read_path;
 mod token;
 mod upgrade;
+mod upstream;
 
 pub use centrifuge::centrifuge;
 pub use command::command;
@@ -37,6 +39,7 @@ pub use publish::publish;
 pub use read_path::read_path;
 pub use token::{token, TOKEN_SECRET};
 pub use upgrade::upgrade;
+pub use upstream::upstream;
 
 /// The channel alphabet, spelled out again (not `channel`'s table).
 fn oracle_channel_ok(name: &[u8]) -> bool {
@@ -103,8 +106,9 @@ mod tests {
     #[test]
     fn the_committed_corpus_replays() {
         type Target = fn(&[u8]);
-        let targets: [(&str, Target); 7] = [
+        let targets: [(&str, Target); 8] = [
             ("centrifuge", centrifuge),
+            ("upstream", upstream),
             ("token", token),
             ("command", command),
             ("publish", publish),
