@@ -130,6 +130,11 @@ pub struct FanoutArgs {
     #[arg(long, value_enum, default_value_t = Via::Ws)]
     pub via: Via,
 
+    /// Publish to this relay (`host:port`) instead of --target: subscribers on an edge,
+    /// the publisher on its core.
+    #[arg(long)]
+    pub publish_target: Option<String>,
+
     /// Publish key of the relay (sent as ?token= over WebSocket, as a Bearer token over
     /// HTTP).
     #[arg(long, env = "TICKRELAY_PUBLISH_KEY", hide_env_values = true)]

@@ -19,7 +19,7 @@ use crate::subs::{self, Shared, Tally};
 use crate::summary::{connection_fields, cpu_fields, latency_row, pct, steady_rate};
 
 /// Runs the fanout mode.
-pub async fn run(a: FanoutArgs, target: Target) -> Report {
+pub async fn run(a: FanoutArgs, target: Target, publish_to: Target) -> Report {
     let a = Arc::new(a);
     let c = &a.common;
     let timeout = Duration::from_secs_f64(c.connect_timeout);
@@ -99,14 +99,14 @@ pub async fn run(a: FanoutArgs, target: Target) -> Report {
     if up > 0 {
         match a.via {
             Via::Ws => {
-                ws_publisher(a.clone(), target.clone(), pacer, ps.clone(), drain).await;
+                ws_publisher(a.clone(), publish_to.clone(), pacer, ps.clone(), drain).await;
             }
             Via::Http => {
                 let mut hs = Vec::new();
                 for i in 0..a.in_flight {
                     hs.push(tokio::spawn(http_publisher(
                         a.clone(),
-                        target.clone(),
+                        publish_to.clone(),
                         i,
                         pacer.clone(),
                         ps.clone(),

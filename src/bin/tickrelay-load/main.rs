@@ -127,7 +127,19 @@ async fn run(mode: Mode, c: Common, connections: usize) -> ExitCode {
         );
     }
     let report = match mode {
-        Mode::Fanout(a) => fanout::run(a, target).await,
+        Mode::Fanout(a) => {
+            let publish_to = match &a.publish_target {
+                None => target.clone(),
+                Some(spec) => match net::target(spec, 1, 0, c.allow_remote_test_host).await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        eprintln!("tickrelay-load: --publish-target: {e}");
+                        return ExitCode::from(2);
+                    }
+                },
+            };
+            fanout::run(a, target, publish_to).await
+        }
         Mode::Connect(a) => hold::connect(a, target).await,
         Mode::Idle(a) => hold::idle(a, target).await,
         Mode::Churn(a) => churn::run(a, target).await,
