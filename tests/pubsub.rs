@@ -89,9 +89,12 @@ async fn ws_publish_needs_the_key_and_then_reaches_every_channel_subscriber() {
         r#"{"op":"publish","channel":"signals","data":{"side":"BUY"},"id":6}"#,
     )
     .await;
+    let mut ack = recv(&mut publisher).await;
+    let epoch = ack["epoch"].take();
+    assert_eq!(epoch.as_str().map(str::len), Some(8), "the epoch: {ack}");
     assert_eq!(
-        recv(&mut publisher).await,
-        json!({"type":"published","id":6,"channel":"signals","offset":1})
+        ack,
+        json!({"type":"published","id":6,"channel":"signals","offset":1,"epoch":null})
     );
     send(
         &mut publisher,
