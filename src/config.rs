@@ -304,6 +304,11 @@ pub struct Config {
     #[arg(skip)]
     pub namespaces: Arc<Namespaces>,
 
+    /// More listeners with their own route tables (`[[listener]]` in `--config`; see
+    /// [`crate::routes`]).
+    #[arg(skip)]
+    pub listeners: Vec<crate::routes::Listener>,
+
     /// The JWT verifier [`Config::load_file`] built from the `--jwt-*` settings; the relay
     /// uses this one rather than build its own. `None` before `load_file` (the relay then
     /// builds it) or when no JWT key is set. Load again after changing those settings.
@@ -365,6 +370,7 @@ impl Default for Config {
             config_file: None,
             print_config: false,
             namespaces: Arc::default(),
+            listeners: Vec::new(),
             jwt: None,
         }
     }
@@ -424,6 +430,8 @@ impl Config {
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let ns = Namespaces::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         self.namespaces = Arc::new(ns);
+        self.listeners =
+            crate::routes::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(())
     }
 

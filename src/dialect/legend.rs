@@ -25,7 +25,9 @@ pub struct Legend {
 impl Legend {
     /// A connection opened with `user_id` / `connection_id` from its query (the platform's
     /// defaults: `default`, and `<user_id>_<8 hex digits>`).
-    pub fn new(user_id: Option<&str>, connection_id: Option<&str>, conn: u64) -> Legend {
+    pub fn new(user_id: Option<&str>, connection_id: Option<&str>) -> Legend {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let conn = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let user = user_id.filter(|u| !u.is_empty()).unwrap_or("default");
         let connection_id = match connection_id.filter(|c| !c.is_empty()) {
             Some(c) => c.to_owned(),

@@ -6,12 +6,13 @@
 //! {"action":"unsubscribe_ticker","symbol":"BTCUSDT"}    → … "message":"Unsubscribed from BTCUSDT"
 //! {"action":"get_positions"} / {"action":"get_portfolio"} → the channel's last value
 //! ```
-//! Channel messages: `ticker:<S>` → `{"type":"MARKET_UPDATE","symbol":S,"timestamp":ts,`
-//! + the data's members; `positions` → `{"type":"POSITION_UPDATE","positions":DATA,
-//! "timestamp":ts}` (an object is spliced instead); `portfolio` →
-//! `{"type":"PORTFOLIO_UPDATE","portfolio":DATA,"timestamp":ts}`; `order_updates` →
-//! `{"type":"ORDER_UPDATE","timestamp":ts,` + the data's members. Any other namespace:
-//! `{"type":"<NS>_UPDATE","timestamp":ts,` + the data's members.
+//! Channel messages (*splice*: the relay's fields, then the data's members):
+//! - `ticker:<S>`: `{"type":"MARKET_UPDATE","symbol":S,"timestamp":ts,<members>}`;
+//! - `positions`: `{"type":"POSITION_UPDATE","positions":DATA,"timestamp":ts}` (an
+//!   object is spliced instead);
+//! - `portfolio`: `{"type":"PORTFOLIO_UPDATE","portfolio":DATA,"timestamp":ts}`;
+//! - `order_updates`: `{"type":"ORDER_UPDATE","timestamp":ts,<members>}`;
+//! - any other namespace: `{"type":"<NS>_UPDATE","timestamp":ts,<members>}`.
 
 use bytes::Bytes;
 use simd_json::prelude::*;

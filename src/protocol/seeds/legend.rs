@@ -8,10 +8,11 @@
 //! {"type":"unsubscribe",...}                              → … "action":"unsubscribed" …
 //! {"type":"ping"}                                         → {"type":"pong","timestamp":..}
 //! ```
-//! Channel messages: `ticker:<T>` → `{"type":"price_update","ticker":T,"timestamp":iso,`
-//! + the data's members; `patterns` → `pattern_alert`, `alerts` → `alert_trigger`,
-//! `market_status` → `market_status`, each `{"type":..,"timestamp":iso,` + the data's
-//! members (any other namespace: its name as the type).
+//! Channel messages (*splice*): `ticker:<T>` →
+//! `{"type":"price_update","ticker":T,"timestamp":iso,<the data's members>}`; `patterns`
+//! → `pattern_alert`, `alerts` → `alert_trigger`, `market_status` → `market_status`,
+//! each `{"type":..,"timestamp":iso,<the data's members>}` (any other namespace: its
+//! name as the type).
 
 use bytes::Bytes;
 use simd_json::prelude::*;

@@ -14,9 +14,11 @@
 //! - [`aria`], [`aitrading`], [`legend`]: each platform's frames, replies and client
 //!   command parser.
 //! - [`sentio`]: Sentio 2.0's frames (its dialect is not implemented yet).
+//! - [`broadcast`]: Legend AI's HTTP broadcast bodies (query or JSON).
 
 pub mod aitrading;
 pub mod aria;
+pub mod broadcast;
 pub mod legend;
 pub mod sentio;
 
