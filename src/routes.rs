@@ -141,7 +141,10 @@ pub fn from_toml(text: &str) -> Result<Vec<Listener>, String> {
     for l in file.listener {
         for path in l.routes.keys() {
             if !path.starts_with('/') {
-                return Err(format!("listener {}: route {path:?} must start with /", l.addr));
+                return Err(format!(
+                    "listener {}: route {path:?} must start with /",
+                    l.addr
+                ));
             }
         }
         let mut routes = Routes::new(l.routes.iter().map(|(p, r)| (p.as_str(), *r)));
@@ -183,7 +186,13 @@ mod tests {
         assert_eq!(r.legend_http("/api/wsx"), None);
         assert_eq!(r.legend_broadcast, BroadcastAuth::Loopback);
         assert!(crate::namespace::Namespaces::from_toml(text).is_ok());
-        assert!(from_toml("[[listener]]\naddr = \"127.0.0.1:1\"\nroutes = { \"/ws\" = \"xml\" }").is_err());
-        assert!(from_toml("[[listener]]\naddr = \"127.0.0.1:1\"\nroutes = { \"ws\" = \"v1\" }").is_err());
+        assert!(
+            from_toml("[[listener]]\naddr = \"127.0.0.1:1\"\nroutes = { \"/ws\" = \"xml\" }")
+                .is_err()
+        );
+        assert!(
+            from_toml("[[listener]]\naddr = \"127.0.0.1:1\"\nroutes = { \"ws\" = \"v1\" }")
+                .is_err()
+        );
     }
 }

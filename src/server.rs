@@ -169,7 +169,12 @@ pub async fn serve_with(
             _ = &mut shutdown => break,
         };
         nodelay.apply(&stream);
-        tokio::spawn(serve_connection(stream, peer, relay.clone(), Routes::native()));
+        tokio::spawn(serve_connection(
+            stream,
+            peer,
+            relay.clone(),
+            Routes::native(),
+        ));
     }
     tracing::info!("shutting down: closing connections with 1001");
     relay.drain.begin();
@@ -218,7 +223,12 @@ async fn accept_routed(listener: TcpListener, routes: Arc<Routes>, relay: Arc<Re
             _ = relay.shutdown_started() => return,
         };
         nodelay.apply(&stream);
-        tokio::spawn(serve_connection(stream, peer, relay.clone(), routes.clone()));
+        tokio::spawn(serve_connection(
+            stream,
+            peer,
+            relay.clone(),
+            routes.clone(),
+        ));
     }
 }
 

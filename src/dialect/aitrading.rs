@@ -43,7 +43,10 @@ impl Dialect for AiTrading {
     }
 
     fn subscribed(&self, _id: Option<&Id>, channels: &[SubscribedChannel<'_>]) -> Bytes {
-        match channels.first().and_then(|c| c.channel.strip_prefix("ticker:")) {
+        match channels
+            .first()
+            .and_then(|c| c.channel.strip_prefix("ticker:"))
+        {
             Some(symbol) => wire::subscription(symbol, true),
             None => Bytes::new(), // the subscriptions at connect: no ack
         }

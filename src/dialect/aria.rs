@@ -37,7 +37,10 @@ impl Dialect for Aria {
 
     fn inbound<'a>(&mut self, text: bool, payload: &'a mut [u8]) -> Inbound<'a> {
         if !text {
-            let e = wire::error("binary messages are not supported: send JSON text", now_ms());
+            let e = wire::error(
+                "binary messages are not supported: send JSON text",
+                now_ms(),
+            );
             return Inbound::Owned(Owned::Reply(e));
         }
         Inbound::Owned(wire::parse(payload, &mut self.st, now_ms()))

@@ -97,7 +97,13 @@ pub async fn broadcast(
         },
     };
     let mut query = Vec::new();
-    for pair in req.uri().query().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+    for pair in req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         match (percent_decode(k, true), percent_decode(v, true)) {
             (Some(k), Some(v)) => query.push((k, v)),

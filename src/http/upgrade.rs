@@ -19,10 +19,10 @@ use tokio::net::TcpStream;
 use super::write_timeout::WriteTimeout;
 use super::{percent_decode, text, Resp};
 use crate::dialect::{AiTrading, Aria, Centrifuge, Echo, Legend, V1};
-use crate::routes::Route;
 use crate::protocol::channel;
 use crate::protocol::format::Format;
 use crate::relay::{spawn_session, Relay};
+use crate::routes::Route;
 use crate::session::{self, Params};
 
 const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -204,7 +204,9 @@ fn seed_query(query: Option<&str>) -> Result<Query, Rejection> {
 pub fn query_value(query: Option<&str>, key: &str) -> Option<String> {
     query?.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == key).then(|| percent_decode(v, k != "token")).flatten()
+        (k == key)
+            .then(|| percent_decode(v, k != "token"))
+            .flatten()
     })
 }
 
@@ -334,7 +336,10 @@ pub async fn handle_route(
     let legend = match route {
         Route::Legend => {
             let q = |k: &str| query_value(req.uri().query(), k);
-            Some(Legend::new(q("user_id").as_deref(), q("connection_id").as_deref()))
+            Some(Legend::new(
+                q("user_id").as_deref(),
+                q("connection_id").as_deref(),
+            ))
         }
         _ => None,
     };

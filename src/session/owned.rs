@@ -35,7 +35,9 @@ impl<D: Dialect> Session<D> {
                     return;
                 }
                 let ns = &self.relay.config.namespaces;
-                let all_conflate = plain.iter().all(|c| ns.of(c).delivery == Delivery::Conflate);
+                let all_conflate = plain
+                    .iter()
+                    .all(|c| ns.of(c).delivery == Delivery::Conflate);
                 let channels: Channels<'_> = plain.iter().map(|c| c.as_str()).collect();
                 self.on_command(
                     None,
@@ -70,7 +72,8 @@ impl<D: Dialect> Session<D> {
                     return;
                 }
                 let page = self.relay.hub.history(&channel, None, 1);
-                let newest = page.and_then(|p| Some((p.position.epoch, p.messages.last()?.clone())));
+                let newest =
+                    page.and_then(|p| Some((p.position.epoch, p.messages.last()?.clone())));
                 match newest {
                     Some((epoch, e)) => {
                         let m = e.message(&channel, epoch.as_str());

@@ -209,12 +209,17 @@ mod tests {
 
     #[test]
     fn query_and_body_build_the_same_data_and_the_body_wins() {
-        let q: Vec<(String, String)> = [("ticker", "aapl"), ("price", "150.25"), ("change", "2.50")]
-            .iter()
-            .chain(&[("change_percent", "1.69"), ("volume", "75000000"), ("high", "151.00")])
-            .chain(&[("low", "148.50"), ("open_price", "149.00")])
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let q: Vec<(String, String)> =
+            [("ticker", "aapl"), ("price", "150.25"), ("change", "2.50")]
+                .iter()
+                .chain(&[
+                    ("change_percent", "1.69"),
+                    ("volume", "75000000"),
+                    ("high", "151.00"),
+                ])
+                .chain(&[("low", "148.50"), ("open_price", "149.00")])
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
         let b = build("price", &q, &mut []).unwrap();
         assert_eq!(b.channel, "ticker:AAPL");
         assert_eq!(b.echo, ("ticker", "AAPL".to_string()));
@@ -223,7 +228,9 @@ mod tests {
         let mut body = br#"{"ticker":"TSLA","price":1.50e2}"#.to_vec();
         let b = build("price", &q, &mut body).unwrap();
         assert_eq!(b.channel, "ticker:TSLA");
-        assert!(String::from_utf8(b.data).unwrap().starts_with(r#"{"price":1.50e2,"#));
+        assert!(String::from_utf8(b.data)
+            .unwrap()
+            .starts_with(r#"{"price":1.50e2,"#));
     }
 
     #[test]
@@ -236,7 +243,12 @@ mod tests {
         let q = vec![("volume".to_string(), "1.5".to_string())];
         assert!(build("price", &q, &mut []).is_err());
         assert_eq!(build("nope", &[], &mut []), Err(None));
-        let b = build("market_status", &[("status".into(), "open".into())], &mut []).unwrap();
+        let b = build(
+            "market_status",
+            &[("status".into(), "open".into())],
+            &mut [],
+        )
+        .unwrap();
         assert_eq!(b.data, br#"{"status":"open"}"#);
         assert_eq!(b.echo.1, "open");
     }

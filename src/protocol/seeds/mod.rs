@@ -200,7 +200,10 @@ mod tests {
         };
         assert_eq!(iso(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(iso(1_704_110_400_007), "2024-01-01T12:00:00.007Z");
-        assert_eq!(iso(951_782_400_000 + 86_399_999), "2000-02-29T23:59:59.999Z");
+        assert_eq!(
+            iso(951_782_400_000 + 86_399_999),
+            "2000-02-29T23:59:59.999Z"
+        );
         assert_eq!(iso(1_732_270_000_123), "2024-11-22T10:06:40.123Z");
     }
 
@@ -211,8 +214,14 @@ mod tests {
             push_spliced(&mut p, data, "data");
             String::from_utf8(p).unwrap()
         };
-        assert_eq!(splice(br#"{"b":1.50,"a":"\u00e9"}"#), r#"{"type":"x","b":1.50,"a":"\u00e9"}"#);
-        assert_eq!(splice(b" {\n  \"a\": 1\n}"), "{\"type\":\"x\",\n  \"a\": 1\n}");
+        assert_eq!(
+            splice(br#"{"b":1.50,"a":"\u00e9"}"#),
+            r#"{"type":"x","b":1.50,"a":"\u00e9"}"#
+        );
+        assert_eq!(
+            splice(b" {\n  \"a\": 1\n}"),
+            "{\"type\":\"x\",\n  \"a\": 1\n}"
+        );
         assert_eq!(splice(b"{ }"), r#"{"type":"x" }"#);
         assert_eq!(splice(b"[1,2]"), r#"{"type":"x","data":[1,2]}"#);
         assert_eq!(splice(b"7"), r#"{"type":"x","data":7}"#);
