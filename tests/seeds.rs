@@ -408,3 +408,52 @@ async fn one_publish_reaches_every_dialect_with_one_encode_each() {
         assert!(frame.ends_with(tail), "{frame}");
     }
 }
+
+const CLIENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/seeds");
+
+/// Runs one client script of tests/clients/seeds against a fresh relay; asserts it
+/// passed every case.
+async fn run_clients(script: &str) {
+    let modules = std::path::Path::new(CLIENTS).join("node_modules/ws");
+    assert!(
+        modules.exists(),
+        "{} missing: run .ci/test",
+        modules.display()
+    );
+    let r = harness::start().await;
+    let out = tokio::process::Command::new("node")
+        .arg(script)
+        .arg(r.seeds.to_string())
+        .arg(r.main.to_string())
+        .arg(KEY)
+        .current_dir(CLIENTS)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), out)
+        .await
+        .expect("the client finished in time")
+        .expect("node runs (run .ci/test once)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{script} stdout:\n{stdout}\n{script} stderr:\n{stderr}");
+    assert!(out.status.success(), "{script} failed:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("cases passed: aitrading legend aria"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ALL CASES PASSED"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_front_ends_in_node_with_ws() {
+    run_clients("node.mjs").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_front_ends_in_headless_chromium() {
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists(),
+        "/usr/bin/chromium missing: apt-get install chromium (.ci/test does)"
+    );
+    run_clients("browser.mjs").await;
+}
