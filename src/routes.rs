@@ -9,7 +9,11 @@
 //! addr = "0.0.0.0:8000"          # the seed platforms' usual port
 //! routes = { "/ws" = "aria", "/api/ws/realtime" = "aitrading", "/api/ws" = "legend" }
 //! legend_broadcast = "key"        # or "loopback": POST /api/ws/broadcast/* without the key from 127.0.0.1/::1
+//! sentio_trust_user_id = false    # true: Sentio's first-frame user_id is trusted without a token
+//! sentio_admin_token = "..."      # what Sentio's /ws/admin accepts as admin_token
 //! ```
+//! Sentio's five endpoints are `sentio-trade-signals`, `sentio-earnings`,
+//! `sentio-notifications`, `sentio-admin` and `sentio-market-data`.
 //! A route overrides the path it names; everything else on that listener is the native
 //! surface (so `/publish`, `/stats` and `/health` answer there too). ARIA's `/ws` cannot
 //! share a listener with protocol v1's: a client of either may stay silent until the
@@ -17,6 +21,8 @@
 //! serves `<path>/stats` and `<path>/broadcast/{price,pattern,alert,market_status}`.
 
 use serde::Deserialize;
+
+pub use crate::protocol::seeds::sentio::{Endpoint as SentioEndpoint, Settings as SentioSettings};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,6 +41,40 @@ pub enum Route {
     AiTrading,
     /// Legend AI's front end (and its HTTP endpoints below the path).
     Legend,
+    /// Sentio 2.0's `/ws/trade-signals`.
+    #[serde(rename = "sentio-trade-signals")]
+    SentioTradeSignals,
+    /// Sentio 2.0's `/ws/earnings`.
+    #[serde(rename = "sentio-earnings")]
+    SentioEarnings,
+    /// Sentio 2.0's `/ws/notifications`.
+    #[serde(rename = "sentio-notifications")]
+    SentioNotifications,
+    /// Sentio 2.0's `/ws/admin`.
+    #[serde(rename = "sentio-admin")]
+    SentioAdmin,
+    /// Sentio 2.0's `/ws/market-data`.
+    #[serde(rename = "sentio-market-data")]
+    SentioMarketData,
+}
+
+impl Route {
+    /// The Sentio endpoint this route is, if it is one.
+    pub fn sentio(self) -> Option<SentioEndpoint> {
+        Some(match self {
+            Route::SentioTradeSignals => SentioEndpoint::TradeSignals,
+            Route::SentioEarnings => SentioEndpoint::Earnings,
+            Route::SentioNotifications => SentioEndpoint::Notifications,
+            Route::SentioAdmin => SentioEndpoint::Admin,
+            Route::SentioMarketData => SentioEndpoint::MarketData,
+            _ => return None,
+        })
+    }
+
+    /// Whether it is a seed platform's protocol.
+    pub fn seed(self) -> bool {
+        !matches!(self, Route::V1 | Route::Centrifuge)
+    }
 }
 
 /// Who may call Legend AI's `POST <path>/broadcast/*`.
@@ -55,6 +95,8 @@ pub struct Routes {
     by_path: BTreeMap<String, Route>,
     /// Who may broadcast through a Legend route.
     pub legend_broadcast: BroadcastAuth,
+    /// Sentio routes: whether a named user id is trusted, the admin token.
+    pub sentio: SentioSettings,
 }
 
 /// A Legend AI HTTP endpoint below a `legend` route.
@@ -77,6 +119,7 @@ impl Routes {
         Routes {
             by_path: pairs.into_iter().map(|(p, r)| (p.to_owned(), r)).collect(),
             legend_broadcast: BroadcastAuth::Key,
+            sentio: SentioSettings::default(),
         }
     }
 
@@ -86,6 +129,11 @@ impl Routes {
             ("/ws", Route::Aria),
             ("/api/ws/realtime", Route::AiTrading),
             ("/api/ws", Route::Legend),
+            ("/ws/trade-signals", Route::SentioTradeSignals),
+            ("/ws/earnings", Route::SentioEarnings),
+            ("/ws/notifications", Route::SentioNotifications),
+            ("/ws/admin", Route::SentioAdmin),
+            ("/ws/market-data", Route::SentioMarketData),
         ])
     }
 
@@ -126,6 +174,10 @@ struct FileListener {
     routes: BTreeMap<String, Route>,
     #[serde(default)]
     legend_broadcast: BroadcastAuth,
+    #[serde(default)]
+    sentio_trust_user_id: bool,
+    #[serde(default)]
+    sentio_admin_token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -149,6 +201,10 @@ pub fn from_toml(text: &str) -> Result<Vec<Listener>, String> {
         }
         let mut routes = Routes::new(l.routes.iter().map(|(p, r)| (p.as_str(), *r)));
         routes.legend_broadcast = l.legend_broadcast;
+        routes.sentio = SentioSettings {
+            trust_user_id: l.sentio_trust_user_id,
+            admin_token: l.sentio_admin_token.filter(|t| !t.is_empty()),
+        };
         out.push(Listener {
             addr: l.addr,
             routes: Arc::new(routes),

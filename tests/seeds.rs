@@ -1,12 +1,14 @@
 //! The seed platforms' WebSocket protocols (docs/dialects.md) on a second listener:
-//! ARIA PRO on `/ws`, AI-Trading-V2 on `/api/ws/realtime`, Legend AI on `/api/ws` (plus
-//! `/api/ws/stats` and `/api/ws/broadcast/*`), while the main listener's `/ws` stays
-//! protocol v1. The wire-level tests pin the frames byte for byte; the client tests run
+//! ARIA PRO on `/ws`, Sentio 2.0 on its five `/ws/*` paths, AI-Trading-V2 on
+//! `/api/ws/realtime`, Legend AI on `/api/ws` (plus `/api/ws/stats` and
+//! `/api/ws/broadcast/*`), while the main listener's `/ws` stays protocol v1. The wire-level tests pin the frames byte for byte; the client tests run
 //! the platforms' front-end usage in Node (`ws`) and headless Debian Chromium
 //! (playwright-core) from tests/clients/seeds/.
 
 #[path = "seeds/harness.rs"]
 mod harness;
+#[path = "seeds/sentio.rs"]
+mod sentio;
 mod support;
 
 use futures_util::StreamExt;
@@ -420,7 +422,11 @@ async fn run_clients(script: &str) {
         "{} missing: run .ci/test",
         modules.display()
     );
-    let r = harness::start().await;
+    let r = harness::start_routes(config(), |routes| {
+        routes.sentio.trust_user_id = true;
+        routes.sentio.admin_token = Some("admin-token".into());
+    })
+    .await;
     let out = tokio::process::Command::new("node")
         .arg(script)
         .arg(r.seeds.to_string())
@@ -438,7 +444,7 @@ async fn run_clients(script: &str) {
     eprintln!("{script} stdout:\n{stdout}\n{script} stderr:\n{stderr}");
     assert!(out.status.success(), "{script} failed:\n{stdout}\n{stderr}");
     assert!(
-        stdout.contains("cases passed: aitrading legend aria"),
+        stdout.contains("cases passed: aitrading legend aria sentio"),
         "{stdout}"
     );
     assert!(stdout.contains("ALL CASES PASSED"), "{stdout}");

@@ -28,7 +28,7 @@ impl Dialect for AiTrading {
         if !text {
             return Inbound::Owned(Owned::Reply(wire::error("Invalid JSON format")));
         }
-        Inbound::Owned(wire::parse(payload))
+        Inbound::Owned(wire::parse(payload, crate::hub::now_ms()))
     }
 
     fn opened(&mut self) -> Option<Owned> {

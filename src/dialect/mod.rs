@@ -14,6 +14,7 @@
 //! | [`Echo`] | `/ws` with `--echo` | every message sent back unchanged (RFC 6455 conformance runs) |
 //! | [`Centrifuge`] | `/connection/websocket` | the Centrifuge client protocol (JSON): Centrifugo's SDKs |
 //! | [`Aria`] | `/ws` of a seed listener | ARIA PRO's front end: everything to everyone |
+//! | [`Sentio`] | `/ws/trade-signals`, `/ws/earnings`, `/ws/notifications`, `/ws/admin`, `/ws/market-data` | Sentio 2.0's front end: identity in the first frame |
 //! | [`AiTrading`] | `/api/ws/realtime` | AI-Trading-V2's front end |
 //! | [`Legend`] | `/api/ws` | Legend AI's front end (plus its HTTP endpoints, [`crate::http::legend`]) |
 //!
@@ -26,6 +27,7 @@ mod aria;
 mod centrifuge;
 mod echo;
 mod legend;
+mod sentio;
 mod v1;
 
 pub use aitrading::AiTrading;
@@ -33,6 +35,7 @@ pub use aria::Aria;
 pub use centrifuge::Centrifuge;
 pub use echo::Echo;
 pub use legend::Legend;
+pub use sentio::Sentio;
 pub use v1::V1;
 
 use bytes::Bytes;

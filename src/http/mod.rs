@@ -52,7 +52,7 @@ pub async fn route_with(
     let path = req.uri().path();
     if let Some(r) = routes.get(path) {
         return match *req.method() {
-            Method::GET => upgrade::handle_route(req, relay, peer, r).await,
+            Method::GET => upgrade::handle_route(req, relay, peer, r, &routes.sentio).await,
             _ => method_not_allowed("GET"),
         };
     }

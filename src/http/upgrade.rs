@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 
 use super::write_timeout::WriteTimeout;
 use super::{percent_decode, text, Resp};
-use crate::dialect::{AiTrading, Aria, Centrifuge, Echo, Legend, V1};
+use crate::dialect::{AiTrading, Aria, Centrifuge, Echo, Legend, Sentio, V1};
 use crate::protocol::channel;
 use crate::protocol::format::Format;
 use crate::relay::{spawn_session, Relay};
@@ -229,7 +229,7 @@ pub async fn handle(req: Request<Incoming>, relay: Arc<Relay>, peer: SocketAddr)
         CENTRIFUGE_PATH => Route::Centrifuge,
         _ => Route::V1,
     };
-    handle_route(req, relay, peer, route).await
+    handle_route(req, relay, peer, route, &Default::default()).await
 }
 
 /// [`handle`] for a path whose protocol a listener's route table chose. The seed
@@ -240,6 +240,7 @@ pub async fn handle_route(
     relay: Arc<Relay>,
     peer: SocketAddr,
     route: Route,
+    sentio: &crate::routes::SentioSettings,
 ) -> Resp {
     use crate::error::ErrorCode;
     let refuse = |r: Rejection| {
@@ -288,7 +289,7 @@ pub async fn handle_route(
             "origin not allowed (see --allowed-origins)",
         ));
     }
-    let seed = matches!(route, Route::Aria | Route::AiTrading | Route::Legend);
+    let seed = route.seed();
     let query = match seed {
         true => seed_query(req.uri().query()),
         false => parse_query(req.uri().query(), relay.config.max_subscriptions),
@@ -343,6 +344,9 @@ pub async fn handle_route(
         }
         _ => None,
     };
+    let sentio = route
+        .sentio()
+        .map(|e| Sentio::new(e, sentio.clone(), identity.sub(), identity.admin()));
     if seed {
         query.channels.clear();
     }
@@ -372,6 +376,11 @@ pub async fn handle_route(
             ($r:expr, $w:expr) => {
                 match (route, legend) {
                     _ if echo => session::run($r, $w, task_relay, Echo, params).await,
+                    _ if sentio.is_some() => {
+                        if let Some(s) = sentio {
+                            session::run($r, $w, task_relay, s, params).await
+                        }
+                    }
                     (Route::Centrifuge, _) => {
                         session::run($r, $w, task_relay, Centrifuge::new(), params).await
                     }

@@ -87,6 +87,21 @@ impl<D: Dialect> Session<D> {
                 }
             }
             Owned::Ping => self.on_command(None, Command::Ping),
+            Owned::Trust { sub } => {
+                // No expiry and no channel patterns: the namespace rules alone, for `sub`.
+                self.access.who.claims = Some(crate::auth::Claims {
+                    sub: Some(sub.into()),
+                    exp: u64::MAX,
+                    sub_channels: None,
+                    pub_channels: None,
+                    admin: false,
+                });
+            }
+            Owned::Many(all) => {
+                for o in all {
+                    self.on_owned(o, ack);
+                }
+            }
             Owned::Reply(frame) => {
                 // A dialect's parser answers only refusals this way.
                 if let Some(c) = D::counters(&self.relay.metrics) {

@@ -30,13 +30,18 @@ impl Drop for Seeds {
 }
 
 pub async fn start_with(config: Config, broadcast: BroadcastAuth) -> Seeds {
+    start_routes(config, |r| r.legend_broadcast = broadcast).await
+}
+
+/// A relay whose seed listener has [`Routes::seeds`] changed by `edit`.
+pub async fn start_routes(config: Config, edit: impl FnOnce(&mut Routes)) -> Seeds {
     let main = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let seeds = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (main_addr, seeds_addr) = (main.local_addr().unwrap(), seeds.local_addr().unwrap());
     let relay = Relay::new(config);
     let (tx, rx) = oneshot::channel::<()>();
     let mut routes = Routes::seeds();
-    routes.legend_broadcast = broadcast;
+    edit(&mut routes);
     let extra = vec![(seeds, Arc::new(routes))];
     tokio::spawn(tickrelay::server::serve_with(
         main,

@@ -28,7 +28,7 @@ pub const CONNECT_CHANNELS: [&str; 3] = ["positions", "portfolio", "order_update
 
 /// The frame of one channel message.
 pub fn message_frame(m: &Message<'_>) -> Bytes {
-    let ns = crate::namespace::Namespaces::name_of(m.channel);
+    let ns = super::namespace(m.channel);
     text_frame(64 + m.channel.len() + m.data.len(), |p| {
         let ts = |p: &mut Vec<u8>| {
             p.extend_from_slice(br#""timestamp":"#);
@@ -119,8 +119,9 @@ pub fn error(message: &str) -> Bytes {
     })
 }
 
-/// Reads one client message (`buf` is simd-json scratch afterwards).
-pub fn parse(buf: &mut [u8]) -> Owned {
+/// Reads one client message (`buf` is simd-json scratch afterwards); `now_ms` stamps
+/// an empty positions answer.
+pub fn parse(buf: &mut [u8], now_ms: u64) -> Owned {
     let Some(tape) = super::tape(buf) else {
         return Owned::Reply(error("Invalid JSON format"));
     };
@@ -156,7 +157,7 @@ pub fn parse(buf: &mut [u8]) -> Owned {
         "unsubscribe_ticker" => ticker(false),
         "get_positions" => Owned::Last {
             channel: "positions".into(),
-            empty: Some(no_positions(crate::hub::now_ms())),
+            empty: Some(no_positions(now_ms)),
         },
         "get_portfolio" => Owned::Last {
             channel: "portfolio".into(),

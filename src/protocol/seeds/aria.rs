@@ -34,7 +34,7 @@ pub const TYPES: [(&str, &str); 6] = [
 
 /// The frame `type` of a channel's messages (a namespace not in [`TYPES`]: its name).
 pub fn type_of(channel: &str) -> &str {
-    let ns = crate::namespace::Namespaces::name_of(channel);
+    let ns = super::namespace(channel);
     TYPES.iter().find(|(_, n)| *n == ns).map_or(ns, |(t, _)| t)
 }
 

@@ -31,7 +31,7 @@ pub const CHANNELS: [&str; 3] = ["patterns", "alerts", "market_status"];
 
 /// The frame `type` of a channel's messages.
 pub fn type_of(channel: &str) -> &str {
-    match crate::namespace::Namespaces::name_of(channel) {
+    match super::namespace(channel) {
         "ticker" => "price_update",
         "patterns" => "pattern_alert",
         "alerts" => "alert_trigger",
@@ -43,7 +43,7 @@ pub fn type_of(channel: &str) -> &str {
 pub fn push_message(p: &mut Vec<u8>, m: &Message<'_>) {
     p.extend_from_slice(br#"{"type":"#);
     json::push_str(p, type_of(m.channel));
-    if crate::namespace::Namespaces::name_of(m.channel) == "ticker" {
+    if super::namespace(m.channel) == "ticker" {
         p.extend_from_slice(br#","ticker":"#);
         json::push_str(p, suffix(m.channel));
     }

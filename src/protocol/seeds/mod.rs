@@ -13,7 +13,7 @@
 //!
 //! - [`aria`], [`aitrading`], [`legend`]: each platform's frames, replies and client
 //!   command parser.
-//! - [`sentio`]: Sentio 2.0's frames (its dialect is not implemented yet).
+//! - [`sentio`]: Sentio 2.0's frames and its five endpoints' client side.
 //! - [`broadcast`]: Legend AI's HTTP broadcast bodies (query or JSON).
 
 pub mod aitrading;
@@ -63,6 +63,14 @@ pub enum Owned {
     },
     /// An application-level ping.
     Ping,
+    /// From now on the connection is user `sub` (a dialect that trusts the user id its
+    /// client names, by the operator's choice), as if a token had said so.
+    Trust {
+        /// The user id.
+        sub: String,
+    },
+    /// Several, in order.
+    Many(Vec<Owned>),
     /// Answer with this frame (an error in the platform's own shape).
     Reply(Bytes),
     /// Nothing to do.
@@ -168,6 +176,13 @@ pub fn text_frame(hint: usize, fill: impl FnOnce(&mut Vec<u8>)) -> Bytes {
     let mut b = FrameBuf::with_capacity(hint);
     fill(b.payload());
     b.finish(OP_TEXT)
+}
+
+/// The namespace of a channel name (the part before the first `:`), as
+/// `Namespaces::name_of` says (spelled out here: the protocol stays below the namespace
+/// table).
+pub fn namespace(channel: &str) -> &str {
+    channel.split_once(':').map_or(channel, |(ns, _)| ns)
 }
 
 /// The part of a channel name after the namespace (`""` for a bare namespace).

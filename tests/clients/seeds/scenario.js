@@ -109,6 +109,34 @@ globalThis.seedScenarios = async function (WS, base, publish, log) {
     s.close();
     passed.push('aria');
   }
+  // Sentio 2.0: each hook opens its endpoint and sends the identity as its first frame
+  // (the relay runs with sentio_trust_user_id, as the platform's upstream trusts it).
+  {
+    const first = (obj) => (ws) => ws.send(JSON.stringify(obj));
+    const e = open(base + '/ws/earnings', first({ action: 'subscribe', user_id: 'user_001' }));
+    const t = open(base + '/ws/trade-signals', first({ action: 'subscribe', symbols: ['AAPL'], user_id: 'user_001' }));
+    const a = open(base + '/ws/admin', first({ action: 'subscribe', admin_token: 'admin-token' }));
+    for (const s of [e, t, a]) {
+      await new Promise((r) => { const w = () => (s.ws.readyState === 1 ? r() : setTimeout(w, 20)); w(); });
+      s.send({ action: 'ping' });
+      ok((await s.json()).type === 'pong', 'sentio pong');
+    }
+    await publish('earnings:user_001', ODD);
+    const raw = await e.next();
+    const m = JSON.parse(raw);
+    ok(m.type === 'earnings' && raw === `{"type":"earnings","data":${ODD},"timestamp":"${m.timestamp}"}`, 'sentio earnings verbatim: ' + raw);
+    await publish('signals:AAPL', '{"symbol":"AAPL","signal":"BUY","confidence":0.87}');
+    const sig = await t.json();
+    ok(sig.type === 'trade_signals' && sig.data[0].signal === 'BUY', 'sentio trade_signals array');
+    await publish('admin:users', '{"active":3}');
+    const ad = await a.json();
+    ok(ad.type === 'admin_users' && ad.data.active === 3, 'sentio admin_ prefix');
+    const bad = open(base + '/ws/earnings', first({ action: 'subscribe' }));
+    const code = await new Promise((r) => { bad.ws.onclose = (ev) => r(ev.code + ' ' + ev.reason); });
+    ok(code === '1008 user_id required', 'sentio 1008: ' + code);
+    for (const s of [e, t, a]) s.close();
+    passed.push('sentio');
+  }
   log('cases passed: ' + passed.join(' '));
   return passed;
 };
