@@ -547,6 +547,7 @@ impl Config {
         }
         out.push('\n');
         out.push_str(&self.namespaces.to_toml());
+        out.push_str(&crate::routes::to_toml(&self.listeners));
         out
     }
 }

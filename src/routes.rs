@@ -71,6 +71,22 @@ impl Route {
         })
     }
 
+    /// The config-file spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Route::V1 => "v1",
+            Route::Centrifuge => "centrifuge",
+            Route::Aria => "aria",
+            Route::AiTrading => "aitrading",
+            Route::Legend => "legend",
+            Route::SentioTradeSignals => "sentio-trade-signals",
+            Route::SentioEarnings => "sentio-earnings",
+            Route::SentioNotifications => "sentio-notifications",
+            Route::SentioAdmin => "sentio-admin",
+            Route::SentioMarketData => "sentio-market-data",
+        }
+    }
+
     /// Whether it is a seed platform's protocol.
     pub fn seed(self) -> bool {
         !matches!(self, Route::V1 | Route::Centrifuge)
@@ -213,6 +229,32 @@ pub fn from_toml(text: &str) -> Result<Vec<Listener>, String> {
     Ok(out)
 }
 
+/// The listeners as `[[listener]]` tables (what `--print-config` shows; the Sentio admin
+/// token is masked, as a comment).
+pub fn to_toml(listeners: &[Listener]) -> String {
+    let mut s = String::new();
+    for l in listeners {
+        s.push_str(&format!("[[listener]]\naddr = \"{}\"\nroutes = {{ ", l.addr));
+        let routes: Vec<String> = (l.routes.by_path.iter())
+            .map(|(p, r)| format!("{p:?} = \"{}\"", r.name()))
+            .collect();
+        s.push_str(&routes.join(", "));
+        s.push_str(" }\n");
+        let broadcast = match l.routes.legend_broadcast {
+            BroadcastAuth::Key => "key",
+            BroadcastAuth::Loopback => "loopback",
+        };
+        s.push_str(&format!("legend_broadcast = \"{broadcast}\"\n"));
+        let trust = l.routes.sentio.trust_user_id;
+        s.push_str(&format!("sentio_trust_user_id = {trust}\n"));
+        if l.routes.sentio.admin_token.is_some() {
+            s.push_str("# sentio_admin_token = <set>\n");
+        }
+        s.push('\n');
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +283,7 @@ mod tests {
         );
         assert_eq!(r.legend_http("/api/wsx"), None);
         assert_eq!(r.legend_broadcast, BroadcastAuth::Loopback);
+        assert_eq!(from_toml(&to_toml(&ls)).unwrap(), ls, "printed, read back the same");
         assert!(crate::namespace::Namespaces::from_toml(text).is_ok());
         assert!(
             from_toml("[[listener]]\naddr = \"127.0.0.1:1\"\nroutes = { \"/ws\" = \"xml\" }")
