@@ -44,6 +44,21 @@ pub struct Metrics {
     /// Message frames built, by wire format (index: [`Format::index`]): at most one per
     /// message per format in use at publish, plus formats first built for a replay.
     pub frames_built: [AtomicU64; Format::COUNT],
+    /// Legend AI connections' own counters (its `GET /api/ws/stats`).
+    pub legend: DialectCounters,
+}
+
+/// One dialect's counters, for a platform whose stats endpoint shows them.
+#[derive(Debug, Default)]
+pub struct DialectCounters {
+    /// Connections opened since start.
+    pub opened: AtomicU64,
+    /// Client messages read.
+    pub received: AtomicU64,
+    /// Frames written to its connections.
+    pub sent: AtomicU64,
+    /// Error replies sent.
+    pub errors: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -63,6 +78,7 @@ impl Default for Metrics {
             resets: AtomicU64::new(0),
             errors: Default::default(),
             frames_built: Default::default(),
+            legend: DialectCounters::default(),
         }
     }
 }

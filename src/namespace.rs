@@ -170,6 +170,9 @@ struct File {
     defaults: Option<FileNamespace>,
     #[serde(default)]
     namespaces: BTreeMap<String, FileNamespace>,
+    /// `[[listener]]` tables: read by [`crate::routes`].
+    #[serde(default, rename = "listener")]
+    _listener: Vec<toml::Table>,
 }
 
 /// Largest history a namespace may ask for (messages per channel).

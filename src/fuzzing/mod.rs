@@ -9,6 +9,7 @@
 //! |---|---|
 //! | [`command`] | no panic; a parsed command, re-encoded, parses to the same command |
 //! | [`centrifuge`] | Centrifuge frames, line by line: no panic; a push of published data is one JSON line; commands round-trip |
+//! | [`seeds`] | the seed platforms' client frames: no panic, valid channel names, replies are JSON; published data inside each template verbatim |
 //! | [`publish`] | publish bodies and channel names: accepted input is what the encoder assumes |
 //! | [`read_path`] | a whole session over a duplex: no panic or hang, only well-formed frames out |
 //! | [`upgrade`] | `validate` accepts exactly what an independent RFC 6455 oracle accepts |
@@ -28,6 +29,7 @@ mod command;
 mod frame_encode;
 mod publish;
 mod read_path;
+mod seeds;
 mod token;
 mod upgrade;
 mod upstream;
@@ -37,6 +39,7 @@ pub use command::command;
 pub use frame_encode::frame_encode;
 pub use publish::publish;
 pub use read_path::read_path;
+pub use seeds::seeds;
 pub use token::{token, TOKEN_SECRET};
 pub use upgrade::upgrade;
 pub use upstream::upstream;
@@ -106,9 +109,10 @@ mod tests {
     #[test]
     fn the_committed_corpus_replays() {
         type Target = fn(&[u8]);
-        let targets: [(&str, Target); 8] = [
+        let targets: [(&str, Target); 9] = [
             ("centrifuge", centrifuge),
             ("upstream", upstream),
+            ("seeds", seeds),
             ("token", token),
             ("command", command),
             ("publish", publish),

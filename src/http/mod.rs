@@ -9,12 +9,19 @@
 //! | `/history/{channel}` | GET | [`history`] |
 //! | `/stats`, `/metrics`, `/health` | GET | [`stats`] |
 //! | `/`, `/dashboard` (+ assets), `/tickrelay.js` | GET | [`dashboard`] |
+//! | a listener's own routes (`[[listener]]`), e.g. `/api/ws` | GET (upgrade) | [`upgrade`] |
+//! | `<legend route>/stats`, `<legend route>/broadcast/*` | GET, POST | [`legend`] |
+//!
+//! [`route_with`] looks a path up in the listener's route table ([`crate::routes`])
+//! first; [`route`] is the native surface every listener has.
 //!
 //! Errors are plain text, one line, with the status that fits.
 
 mod body;
+pub mod prefixed;
 pub mod dashboard;
 pub mod history;
+pub mod legend;
 pub mod publish;
 pub mod sse;
 pub mod stats;
@@ -30,11 +37,43 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::relay::Relay;
+use crate::routes::{LegendHttp, Routes};
 
 /// The response type of every endpoint.
 pub type Resp = Response<Body>;
 
-/// Routes one request.
+/// Routes one request of a listener whose table is `routes` ([`crate::routes`]): a path
+/// the table names speaks its dialect, everything else is the native surface.
+pub async fn route_with(
+    req: Request<Incoming>,
+    relay: Arc<Relay>,
+    peer: SocketAddr,
+    routes: &Routes,
+) -> Resp {
+    let path = req.uri().path();
+    if let Some(r) = routes.get(path) {
+        return match *req.method() {
+            Method::GET => upgrade::handle_route(req, relay, peer, r, &routes.sentio).await,
+            _ => method_not_allowed("GET"),
+        };
+    }
+    match routes.legend_http(path) {
+        Some(LegendHttp::Stats) => match *req.method() {
+            Method::GET | Method::HEAD => legend::stats(&relay),
+            _ => method_not_allowed("GET"),
+        },
+        Some(LegendHttp::Broadcast(kind)) => {
+            let kind = kind.to_owned();
+            match *req.method() {
+                Method::POST => legend::broadcast(req, relay, peer, &kind, routes).await,
+                _ => method_not_allowed("POST"),
+            }
+        }
+        None => route(req, relay, peer).await,
+    }
+}
+
+/// Routes one request of the main listener.
 pub async fn route(req: Request<Incoming>, relay: Arc<Relay>, peer: SocketAddr) -> Resp {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();

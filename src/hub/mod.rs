@@ -10,7 +10,9 @@
 //! and no lock held while touching a socket (sockets belong to the writer tasks).
 //!
 //! Subscribing and what a new subscriber is replayed (pushed, or handed back for a
-//! dialect's subscribe reply) are in `join.rs` ([`Hub::subscribe`], [`Hub::join`]).
+//! dialect's subscribe reply) are in `join.rs` ([`Hub::subscribe`], [`Hub::join`]);
+//! namespace-wide subscriptions for dialects in `wild.rs`
+//! ([`Hub::subscribe_namespace`]).
 //!
 //! Offsets are assigned here ([`Hub::publish`]) or elsewhere ([`Hub::publish_at`]: an
 //! upstream relay or a backplane), and whoever registered an [`Interest`] is told when a
@@ -23,6 +25,7 @@ mod join;
 mod mirror;
 pub mod shard;
 mod wanted;
+mod wild;
 
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -125,6 +128,8 @@ pub struct Hub {
     watchers: Watchers,
     /// Channels only publishers may create (see [`Hub::ensure_subscriber_channels`]).
     publisher_reserve: usize,
+    /// Namespace-wide subscribers, by namespace (see `wild.rs`).
+    wild: parking_lot::RwLock<std::collections::HashMap<Box<str>, Vec<Subscriber>>>,
 }
 
 /// Milliseconds since the Unix epoch (the `ts` of a message).
@@ -155,6 +160,7 @@ impl Hub {
             next_channel_id: AtomicU64::new(1),
             watchers: Watchers::default(),
             publisher_reserve: 0,
+            wild: Default::default(),
         }
     }
 
@@ -229,7 +235,9 @@ impl Hub {
         let conflate = ns.delivery == crate::namespace::Delivery::Conflate;
         let ch = Arc::new(Channel::new(id, name, conflate, self.new_epoch(), history));
         map.insert(name.into(), ch.clone());
+        drop(map);
         self.channel_count.fetch_add(1, Ordering::Relaxed);
+        self.add_namespace_subscribers(&ch);
         Ok(ch)
     }
 

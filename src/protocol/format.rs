@@ -14,6 +14,10 @@
 //! | 2 | `msgpack` | binary MessagePack: the envelope's fields, `data` transcoded |
 //! | 3 | `centrifuge` | Centrifuge text: `{"push":{"channel":..,"pub":{"data":..,"offset":..}}}` |
 //! | 4 | `sse` | Server-Sent Events (`GET /sse`): `id: <epoch>:<offset>` and the envelope ([`super::sse`]) |
+//! | 5 | `aria` | ARIA PRO: `{"type":"tick","timestamp":iso,"data":..}` ([`super::seeds::aria`]) |
+//! | 6 | `sentio` | Sentio 2.0: `{"type":"trade_signals","data":[..],"timestamp":iso}` ([`super::seeds::sentio`]) |
+//! | 7 | `aitrading` | AI-Trading-V2: `{"type":"MARKET_UPDATE","symbol":..,"timestamp":ms,<data's members>}` ([`super::seeds::aitrading`]) |
+//! | 8 | `legend` | Legend AI: `{"type":"price_update","ticker":..,"timestamp":iso,<data's members>}` ([`super::seeds::legend`]) |
 //!
 //! A new format (a dialect's message template, a compressed variant) is one more id here
 //! and one more arm in each `match`.
@@ -21,6 +25,7 @@
 use bytes::Bytes;
 
 use super::close::CloseCode;
+use super::seeds::{aitrading, aria, legend, sentio};
 use super::{centrifuge, encode, msgpack, sse};
 
 /// A wire format's id (an index into per-format tables).
@@ -61,8 +66,16 @@ impl Format {
     pub const CENTRIFUGE: Format = Format(3);
     /// Server-Sent Events: a message is an event whose id is its position.
     pub const SSE: Format = Format(4);
+    /// ARIA PRO's `{"type":..,"timestamp":..,"data":..}` (the data wrapped).
+    pub const ARIA: Format = Format(5);
+    /// Sentio 2.0's `{"type":..,"data":..,"timestamp":..}` (arrays for signals, quotes).
+    pub const SENTIO: Format = Format(6);
+    /// AI-Trading-V2's flat upper-case frames (the data's members spliced in).
+    pub const AITRADING: Format = Format(7);
+    /// Legend AI's typed frames (the data's members spliced in).
+    pub const LEGEND: Format = Format(8);
     /// How many formats there are (the length of per-format tables).
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = 9;
     /// Every format, by id.
     pub const ALL: [Format; Format::COUNT] = [
         Format::ENVELOPE,
@@ -70,6 +83,10 @@ impl Format {
         Format::MSGPACK,
         Format::CENTRIFUGE,
         Format::SSE,
+        Format::ARIA,
+        Format::SENTIO,
+        Format::AITRADING,
+        Format::LEGEND,
     ];
 
     /// The index of this format in per-format tables.
@@ -85,6 +102,10 @@ impl Format {
             Format::MSGPACK => "msgpack",
             Format::CENTRIFUGE => "centrifuge",
             Format::SSE => "sse",
+            Format::ARIA => "aria",
+            Format::SENTIO => "sentio",
+            Format::AITRADING => "aitrading",
+            Format::LEGEND => "legend",
             _ => "envelope",
         }
     }
@@ -96,7 +117,12 @@ impl Format {
 
     /// Whether protocol v1 speaks it (`?format=` may name it).
     pub fn v1(self) -> bool {
-        self != Format::CENTRIFUGE && self != Format::SSE
+        self <= Format::MSGPACK
+    }
+
+    /// Whether it is a seed platform's format (whose clients know no relay notices).
+    pub fn seed(self) -> bool {
+        Format::ARIA <= self && self <= Format::LEGEND
     }
 
     /// Whether its frames are binary (else text).
@@ -111,6 +137,10 @@ impl Format {
             Format::MSGPACK => msgpack::message_frame(m),
             Format::CENTRIFUGE => centrifuge::push_frame(m),
             Format::SSE => sse::message(m.channel, m.epoch, m.offset, m.ts, m.data),
+            Format::ARIA => aria::message_frame(m),
+            Format::SENTIO => sentio::message_frame(m),
+            Format::AITRADING => aitrading::message_frame(m),
+            Format::LEGEND => legend::message_frame(m),
             _ => encode::message_frame(m.channel, m.offset, m.ts, m.data),
         }
     }
@@ -132,17 +162,26 @@ impl Format {
     /// `lagging`: this connection has been getting only the newest of the channel's
     /// messages (`skipped` so far).
     pub fn lagging(self, channel: &str, skipped: u64) -> Bytes {
+        if self.seed() {
+            return Bytes::new(); // the platforms' front ends have no such message
+        }
         self.notice(encode::lagging(channel, skipped))
     }
 
     /// `caught_up`: full flow again, `skipped` in all.
     pub fn caught_up(self, channel: &str, skipped: u64) -> Bytes {
+        if self.seed() {
+            return Bytes::new();
+        }
         self.notice(encode::caught_up(channel, skipped))
     }
 
     /// `reset`: the channel's history was lost where it is kept; it now stands at
     /// `epoch`/`offset` (see [`encode::reset`]).
     pub fn reset(self, channel: &str, epoch: &str, offset: u64) -> Bytes {
+        if self.seed() {
+            return Bytes::new();
+        }
         self.notice(encode::reset(channel, epoch, offset))
     }
 

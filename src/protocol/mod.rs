@@ -11,6 +11,8 @@
 //! - [`json`]: raw-span scanning and small JSON writers.
 //! - [`msgpack`]: the MessagePack format, transcoded from JSON in one pass.
 //! - [`publish`]: HTTP publish bodies (single JSON value, NDJSON batch).
+//! - [`seeds`]: the seed platforms' formats (ARIA PRO, Sentio 2.0, AI-Trading-V2,
+//!   Legend AI): frame templates, replies, client parsers.
 
 pub mod centrifuge;
 pub mod channel;
@@ -21,4 +23,5 @@ pub mod format;
 pub mod json;
 pub mod msgpack;
 pub mod publish;
+pub mod seeds;
 pub mod sse;

@@ -16,11 +16,14 @@
 //! - [`writer`]: the write half: outbox drain, heartbeat, deadlines, vectored writes.
 //! - [`access`]: credentials, subscribe/publish checks, the command rate limit.
 //! - `join`: a dialect's handshake, one-channel subscribe with its replay, history reads.
+//! - `owned`: commands a seed dialect made from its platform's vocabulary, and
+//!   namespace-wide subscriptions.
 //! - [`framing`], [`reassembly`]: frame boundaries and fragmented messages.
 
 pub mod access;
 pub mod framing;
 mod join;
+mod owned;
 pub mod reader;
 pub mod reassembly;
 mod remote;
@@ -73,7 +76,14 @@ pub struct Session<D: Dialect> {
 impl<D: Dialect> Drop for Session<D> {
     fn drop(&mut self) {
         for (name, _) in self.subs.drain(..) {
-            self.relay.hub.unsubscribe(&name, self.conn);
+            match owned::wildcard(&name) {
+                Some(ns) => {
+                    let _ = self.relay.hub.unsubscribe_namespace(ns, self.conn);
+                }
+                None => {
+                    let _ = self.relay.hub.unsubscribe(&name, self.conn);
+                }
+            }
         }
     }
 }
@@ -132,11 +142,17 @@ impl<D: Dialect> Session<D> {
 
     fn error(&self, id: Option<&Id>, code: ErrorCode, message: &str) {
         self.relay.metrics.error(code);
+        if let Some(c) = D::counters(&self.relay.metrics) {
+            c.errors.fetch_add(1, Ordering::Relaxed);
+        }
         self.reply(self.dialect.error(id, code, message));
     }
 
     /// Handles one complete message. Returns a close to send if the connection must end.
     fn on_message(&mut self, text: bool, payload: &mut [u8]) -> Option<Fail> {
+        if let Some(c) = D::counters(&self.relay.metrics) {
+            c.received.fetch_add(1, Ordering::Relaxed);
+        }
         if !D::LINES {
             return self.on_command_text(text, payload);
         }
@@ -164,6 +180,15 @@ impl<D: Dialect> Session<D> {
             }
             Inbound::Ignore => return None,
             Inbound::Fail(fail) => return Some(fail),
+            Inbound::Owned(o) => {
+                if D::RELAY {
+                    if let Some(end) = self.admit(None) {
+                        return end;
+                    }
+                }
+                self.on_owned(o, true);
+                return None;
+            }
             Inbound::Invalid(e) => (e.id.clone(), Err(e)),
             Inbound::Request(Request { id, command }) => (id, Ok(command)),
         };
@@ -426,11 +451,17 @@ where
         outbox.close_with(crate::relay::shutdown_close(outbox.format()));
     }
     let heartbeat = dialect.heartbeat();
+    if let Some(c) = D::counters(&relay.metrics) {
+        c.opened.fetch_add(1, Ordering::Relaxed);
+    }
     let mut session = Session::new(relay.clone(), outbox.clone(), conn, dialect, &params);
     session.dialect.attach(conn, cfg.heartbeat_ms);
     if D::RELAY {
         if let Some(w) = session.dialect.welcome(conn, cfg.heartbeat_ms) {
             session.reply(w);
+        }
+        if let Some(o) = session.dialect.opened() {
+            session.on_owned(o, false);
         }
         if relay.sequenced_elsewhere() && !params.channels.is_empty() {
             // Loaded from Redis first, by the reader (see `remote`).
