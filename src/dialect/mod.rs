@@ -13,16 +13,19 @@
 //! | [`V1`] | `/ws` | protocol v1: JSON commands; frames in the `envelope`, `raw` or `msgpack` format |
 //! | [`Echo`] | `/ws` with `--echo` | every message sent back unchanged (RFC 6455 conformance runs) |
 //! | [`Centrifuge`] | `/connection/websocket` | the Centrifuge client protocol (JSON): Centrifugo's SDKs |
+//! | [`SocketIo`] | `/socket.io/` | Socket.IO v5 over Engine.IO v4 (WebSocket and long-polling) with the CRS events |
 //!
 //! The default methods speak protocol v1's replies (JSON, in the dialect's format's
 //! framing); a dialect with its own replies overrides them.
 
 mod centrifuge;
 mod echo;
+pub mod socketio;
 mod v1;
 
 pub use centrifuge::Centrifuge;
 pub use echo::Echo;
+pub use socketio::SocketIo;
 pub use v1::V1;
 
 use bytes::Bytes;
@@ -46,6 +49,16 @@ pub enum Inbound<'a> {
     Fail(Fail),
     /// Nothing to do (a client's pong, an asynchronous message nobody handles).
     Ignore,
+    /// Subscribe to (or unsubscribe from) channels whose names the dialect built (CRS
+    /// symbols become `ticker:<SYM>`), after the rate limit.
+    Channels {
+        /// Echoed in the reply.
+        id: Option<Id>,
+        /// Subscribe; else unsubscribe.
+        subscribe: bool,
+        /// Validated channel names, duplicates removed.
+        channels: Vec<String>,
+    },
 }
 
 /// Where a channel stands after a one-channel subscribe ([`Dialect::joined`]).
@@ -101,6 +114,12 @@ pub trait Dialect: Send + 'static {
     /// 2.5 intervals of silence from the peer).
     fn heartbeat(&self) -> &'static [u8] {
         &encode::PING_FRAME
+    }
+
+    /// Channels subscribed right after a successful handshake (CRS: sentiment and
+    /// signals reach every client without a subscribe).
+    fn channels_at_connect(&self) -> Vec<String> {
+        Vec::new()
     }
 
     /// The reply to a subscribe.

@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 
 use super::write_timeout::WriteTimeout;
 use super::{percent_decode, text, Resp};
-use crate::dialect::{Centrifuge, Echo, V1};
+use crate::dialect::{socketio, Centrifuge, Echo, SocketIo, V1};
 use crate::protocol::channel;
 use crate::protocol::format::Format;
 use crate::relay::{spawn_session, Relay};
@@ -200,8 +200,10 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// The path of the Centrifuge client protocol (JSON), as Centrifugo serves it.
 pub const CENTRIFUGE_PATH: &str = "/connection/websocket";
 
-/// Answers `GET /ws` (protocol v1) and `GET /connection/websocket` (the Centrifuge
-/// protocol, whose `connect` command carries the token). Checks, in order: the request head (400/405/426), `Origin` (403),
+/// Answers `GET /ws` (protocol v1), `GET /connection/websocket` (the Centrifuge
+/// protocol, whose `connect` command carries the token) and a Socket.IO session opened
+/// on a WebSocket (`GET /socket.io/?EIO=4&transport=websocket`, checked by
+/// [`super::socketio`] first). Checks, in order: the request head (400/405/426), `Origin` (403),
 /// the query (400), the credential (401), shutdown (503), the client address's
 /// connection limit (429), the relay's (503).
 pub async fn handle(mut req: Request<Incoming>, relay: Arc<Relay>, peer: SocketAddr) -> Resp {
@@ -293,6 +295,13 @@ pub async fn handle(mut req: Request<Incoming>, relay: Arc<Relay>, peer: SocketA
     let v1 = V1::new(query.format).with_max_channels(relay.config.max_subscriptions);
     let echo = relay.config.echo;
     let centrifuge = req.uri().path() == CENTRIFUGE_PATH;
+    let socketio = req.uri().path().starts_with(super::socketio::PATH);
+    let sio = SocketIo::new(
+        socketio::new_sid(),
+        false,
+        relay.config.max_message_bytes,
+        relay.config.max_subscriptions,
+    );
     let params = Params {
         identity,
         channels: query.channels,
@@ -321,6 +330,8 @@ pub async fn handle(mut req: Request<Incoming>, relay: Arc<Relay>, peer: SocketA
                     session::run($r, $w, task_relay, Echo, params).await
                 } else if centrifuge {
                     session::run($r, $w, task_relay, Centrifuge::new(), params).await
+                } else if socketio {
+                    session::run($r, $w, task_relay, sio, params).await
                 } else {
                     session::run($r, $w, task_relay, v1, params).await
                 }

@@ -14,6 +14,9 @@
 //! | 2 | `msgpack` | binary MessagePack: the envelope's fields, `data` transcoded |
 //! | 3 | `centrifuge` | Centrifuge text: `{"push":{"channel":..,"pub":{"data":..,"offset":..}}}` |
 //! | 4 | `sse` | Server-Sent Events (`GET /sse`): `id: <epoch>:<offset>` and the envelope ([`super::sse`]) |
+//! | 9 | `socketio` | Socket.IO text: `42["market_update",{"<SYM>":..}]` and the other CRS events ([`super::socketio::crs`]) |
+//!
+//! Ids 5 to 8 are kept for the seed dialects' templates.
 //!
 //! A new format (a dialect's message template, a compressed variant) is one more id here
 //! and one more arm in each `match`.
@@ -21,7 +24,7 @@
 use bytes::Bytes;
 
 use super::close::CloseCode;
-use super::{centrifuge, encode, msgpack, sse};
+use super::{centrifuge, encode, msgpack, socketio, sse};
 
 /// A wire format's id (an index into per-format tables).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -61,15 +64,18 @@ impl Format {
     pub const CENTRIFUGE: Format = Format(3);
     /// Server-Sent Events: a message is an event whose id is its position.
     pub const SSE: Format = Format(4);
-    /// How many formats there are (the length of per-format tables).
-    pub const COUNT: usize = 5;
+    /// Socket.IO: a message is a CRS event (`market_update`, `trading_signal`, ..).
+    pub const SOCKETIO: Format = Format(9);
+    /// The length of per-format tables (ids 5 to 8 are reserved).
+    pub const COUNT: usize = 10;
     /// Every format, by id.
-    pub const ALL: [Format; Format::COUNT] = [
+    pub const ALL: [Format; 6] = [
         Format::ENVELOPE,
         Format::RAW,
         Format::MSGPACK,
         Format::CENTRIFUGE,
         Format::SSE,
+        Format::SOCKETIO,
     ];
 
     /// The index of this format in per-format tables.
@@ -85,6 +91,7 @@ impl Format {
             Format::MSGPACK => "msgpack",
             Format::CENTRIFUGE => "centrifuge",
             Format::SSE => "sse",
+            Format::SOCKETIO => "socketio",
             _ => "envelope",
         }
     }
@@ -96,7 +103,7 @@ impl Format {
 
     /// Whether protocol v1 speaks it (`?format=` may name it).
     pub fn v1(self) -> bool {
-        self != Format::CENTRIFUGE && self != Format::SSE
+        !matches!(self, Format::CENTRIFUGE | Format::SSE | Format::SOCKETIO)
     }
 
     /// Whether its frames are binary (else text).
@@ -111,6 +118,7 @@ impl Format {
             Format::MSGPACK => msgpack::message_frame(m),
             Format::CENTRIFUGE => centrifuge::push_frame(m),
             Format::SSE => sse::message(m.channel, m.epoch, m.offset, m.ts, m.data),
+            Format::SOCKETIO => socketio::crs::message_frame(m),
             _ => encode::message_frame(m.channel, m.offset, m.ts, m.data),
         }
     }
@@ -153,6 +161,7 @@ impl Format {
         match self {
             Format::MSGPACK => msgpack::from_json_frame(&json_frame),
             Format::SSE => sse::notice(&json_frame),
+            Format::SOCKETIO => socketio::notice(&json_frame),
             _ => json_frame,
         }
     }
@@ -217,8 +226,9 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_ids_index_the_tables() {
-        for (i, f) in Format::ALL.into_iter().enumerate() {
-            assert_eq!(f.index(), i);
+        let mut seen = std::collections::HashSet::new();
+        for f in Format::ALL {
+            assert!(f.index() < Format::COUNT && seen.insert(f.index()));
             assert_eq!(Format::from_name(f.name()), Some(f));
         }
         assert_eq!(Format::from_name("xml"), None);

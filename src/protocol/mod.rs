@@ -11,6 +11,7 @@
 //! - [`json`]: raw-span scanning and small JSON writers.
 //! - [`msgpack`]: the MessagePack format, transcoded from JSON in one pass.
 //! - [`publish`]: HTTP publish bodies (single JSON value, NDJSON batch).
+//! - [`socketio`]: Engine.IO v4 / Socket.IO v5 packets and the CRS events.
 
 pub mod centrifuge;
 pub mod channel;
@@ -21,4 +22,5 @@ pub mod format;
 pub mod json;
 pub mod msgpack;
 pub mod publish;
+pub mod socketio;
 pub mod sse;
