@@ -82,3 +82,30 @@ async fn socket_io_client_with_the_crs_front_ends_options() {
     node_modules_present();
     run_client("node", &["node.mjs", "crs"], "socket.io-client crs").await;
 }
+
+fn venv_python() -> String {
+    let venv = std::env::var("TICKRELAY_VENV").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/tickrelay-venv",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
+    let python = format!("{venv}/bin/python");
+    assert!(
+        std::path::Path::new(&python).exists(),
+        "{python} missing: run .ci/test (it installs python-socketio there)"
+    );
+    python
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_socketio_default_transports_upgrade() {
+    let script = format!("{}/python_client.py", harness::CLIENTS);
+    run_client(&venv_python(), &[&script, "default"], "python-socketio default").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_socketio_websocket_only() {
+    let script = format!("{}/python_client.py", harness::CLIENTS);
+    run_client(&venv_python(), &[&script, "websocket"], "python-socketio websocket").await;
+}
