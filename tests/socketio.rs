@@ -21,7 +21,11 @@ use std::time::Duration;
 
 /// Runs one client script to its end; asserts it passed every case.
 async fn run_client(program: &str, args: &[&str], what: &str) {
-    let ctl = harness::Control::start(harness::relay_config()).await;
+    run_with(harness::relay_config(), program, args, what).await
+}
+
+async fn run_with(config: tickrelay::Config, program: &str, args: &[&str], what: &str) {
+    let ctl = harness::Control::start(config).await;
     let out = tokio::process::Command::new(program)
         .args(args.iter().take(1))
         .arg(ctl.base())
@@ -101,11 +105,38 @@ fn venv_python() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_socketio_default_transports_upgrade() {
     let script = format!("{}/python_client.py", harness::CLIENTS);
-    run_client(&venv_python(), &[&script, "default"], "python-socketio default").await;
+    run_client(
+        &venv_python(),
+        &[&script, "default"],
+        "python-socketio default",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_socketio_websocket_only() {
     let script = format!("{}/python_client.py", harness::CLIENTS);
-    run_client(&venv_python(), &[&script, "websocket"], "python-socketio websocket").await;
+    run_client(
+        &venv_python(),
+        &[&script, "websocket"],
+        "python-socketio websocket",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_io_client_bundle_in_chromium_from_another_origin() {
+    node_modules_present();
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists(),
+        "/usr/bin/chromium missing: apt-get install chromium (.ci/test does)"
+    );
+    // The page's origin is the control server's port, the relay's another: long-polling
+    // works only with CORS, and only for an origin --allowed-origins lets in.
+    let config = tickrelay::Config {
+        allowed_origins: vec!["http://127.0.0.1:*".into()],
+        ..harness::relay_config()
+    };
+    let what = "socket.io-client (Chromium)";
+    run_with(config, "node", &["browser.mjs"], what).await;
 }

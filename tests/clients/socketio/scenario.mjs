@@ -32,6 +32,11 @@ export async function run(io, base, options, log) {
 
   // 1. connect: connection_status first, then (default options) the upgrade.
   const s = io(cfg.url, options);
+  let upgrades = 0, firstTransport = null;
+  s.io.on('open', () => {
+    firstTransport = firstTransport || s.io.engine.transport.name;
+    s.io.engine.on('upgrade', () => upgrades++);
+  });
   const events = {};
   s.onAny((name, arg) => (events[name] = events[name] || []).push(arg));
   let connects = 0, disconnects = [];
@@ -43,6 +48,10 @@ export async function run(io, base, options, log) {
   check(events.connection_status[0].status === 'connected', 'status connected');
   if (options.expectWs) {
     await waitFor(() => s.io.engine.transport.name === 'websocket', 'the upgrade to websocket');
+  }
+  if (!options.transports) {
+    check(firstTransport === 'polling' && upgrades === 1, `polling, then one upgrade: ${firstTransport}, ${upgrades}`);
+    log('upgraded from polling');
   }
   log('connected over ' + s.io.engine.transport.name);
 
