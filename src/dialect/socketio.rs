@@ -208,6 +208,12 @@ impl Dialect for SocketIo {
                 "binary messages are not supported: send JSON",
             ));
         }
+        if payload.first() == Some(&b'b') {
+            return Inbound::Fail((
+                CloseCode::UNSUPPORTED,
+                "binary packets are not supported: send JSON",
+            ));
+        }
         match sio::parse_eio(payload) {
             Ok(Eio::Message(data)) => self.on_packet(data),
             Ok(Eio::Pong | Eio::Noop | Eio::Upgrade) => Inbound::Ignore,

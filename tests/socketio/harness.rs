@@ -33,8 +33,6 @@ type Pipes = Arc<parking_lot::Mutex<Vec<JoinHandle<()>>>>;
 /// The relay behind a proxy, and the control server.
 pub struct Control {
     pub addr: SocketAddr,
-    pub proxy: SocketAddr,
-    pub relay: Arc<TestRelay>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -66,8 +64,6 @@ impl Control {
         });
         Control {
             addr,
-            proxy,
-            relay,
             tasks: vec![accept, control],
         }
     }

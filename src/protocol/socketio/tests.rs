@@ -15,7 +15,7 @@ fn engine_packets() {
     assert_eq!(parse_eio(&mut b"3".to_vec()), Ok(Eio::Pong));
     assert_eq!(
         parse_eio(&mut b"2probe".to_vec()),
-        Ok(Eio::Ping(&mut b"probe".to_vec()[..]))
+        Ok(Eio::Ping(&b"probe"[..]))
     );
     assert_eq!(parse_eio(&mut b"5".to_vec()), Ok(Eio::Upgrade));
     assert!(parse_eio(&mut b"".to_vec()).is_err());
