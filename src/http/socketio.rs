@@ -167,7 +167,7 @@ async fn websocket(req: Request<Incoming>, relay: Arc<Relay>, peer: SocketAddr, 
         Ok(a) => a,
         Err(_) => return eio_error(StatusCode::BAD_REQUEST, 3, "Bad request"),
     };
-    let Some(session) = find(&relay, &sid) else {
+    let Some(session) = find(&relay, &sid).filter(|s| !s.is_gone()) else {
         return eio_error(StatusCode::BAD_REQUEST, 1, "Session ID unknown");
     };
     let mut req = req;

@@ -218,6 +218,11 @@ impl Polling {
         Ok(())
     }
 
+    /// Whether the session has ended or moved to a WebSocket.
+    pub fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::Acquire)
+    }
+
     /// Hands an upgraded connection (a WebSocket naming this session) to the task.
     /// False if an upgrade is already under way.
     pub fn upgrade(&self, io: Upgraded) -> bool {
