@@ -20,8 +20,9 @@
 //! | open-file limit, descriptor table sized at start-up | [`fds`] |
 //! | HTTP routing; upgrade, publish, history, stats endpoints | [`http`] |
 //! | the hand-written WebSocket upgrade | [`http::upgrade`] |
-//! | client protocols (v1, echo): the [`dialect::Dialect`] trait | [`dialect`] |
+//! | client protocols (v1, echo, Centrifuge, Socket.IO): the [`dialect::Dialect`] trait | [`dialect`] |
 //! | one connection: reader, writer, heartbeat, generic over its dialect | [`session`] |
+//! | Socket.IO: Engine.IO/Socket.IO packets and the CRS events (pure); long-polling sessions and their upgrade | [`protocol::socketio`], [`http::socketio`], [`session::polling`] |
 //! | fragment reassembly with message limits | [`session::reassembly`] |
 //! | frame boundaries, masking check, no buffer while idle | [`session::framing`] |
 //! | channel table, shards, fan-out of neutral messages; interest events | [`hub`] |
