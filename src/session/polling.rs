@@ -289,7 +289,8 @@ impl Polling {
         };
         let (mut r, mut w) = tokio::io::split(hyper_util::rt::TokioIo::new(io));
         if !self.probe(&mut r, &mut w).await {
-            // The polling session goes on; this WebSocket is dropped.
+            // A probe that fails or times out ends the session (one upgrade per
+            // session); the client reconnects.
             self.end();
             self.drop_session().await;
             return;
