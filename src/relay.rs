@@ -121,6 +121,10 @@ impl Relay {
             });
             built.map(Arc::new)
         });
+        // `Config::load_file` checked it at start-up; the Socket.IO frames read it.
+        if let Ok(c) = crate::protocol::socketio::crs::Channels::parse(&config.socketio_channels) {
+            crate::protocol::socketio::crs::configure(c);
+        }
         let per_ip = crate::limits::PerIp::new(config.max_connections_per_ip);
         let metrics = Arc::new(Metrics::default());
         let hub = Hub::new(config.shard_count(), config.max_channels, metrics.clone())

@@ -35,6 +35,10 @@ pub enum Route {
     V1,
     /// The Centrifuge client protocol (JSON).
     Centrifuge,
+    /// Socket.IO v4 (Engine.IO) with the CRS events, WebSocket transport (the main
+    /// listener's `/socket.io/`; long-polling is served by `http::socketio`).
+    #[serde(rename = "socketio")]
+    SocketIo,
     /// ARIA PRO's front end.
     Aria,
     /// AI-Trading-V2's front end.

@@ -231,6 +231,10 @@ pub struct Config {
     #[arg(long, env = "TICKRELAY_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 
+    /// Socket.IO (CRS) channels: `<ticker prefix>,<sentiment channel>,<signals channel>`.
+    #[arg(long, env = "TICKRELAY_SOCKETIO_CHANNELS", default_value = crate::protocol::socketio::crs::DEFAULT_CHANNELS)]
+    pub socketio_channels: String,
+
     /// Open WebSockets per client address (IPv6: per /64); more get 429. 0: no limit.
     #[arg(long, env = "TICKRELAY_MAX_CONNECTIONS_PER_IP", default_value_t = DEFAULT_MAX_CONNECTIONS_PER_IP)]
     pub max_connections_per_ip: usize,
@@ -362,6 +366,7 @@ impl Default for Config {
             jwt_issuer: None,
             auth_timeout_ms: DEFAULT_AUTH_TIMEOUT_MS,
             allowed_origins: Vec::new(),
+            socketio_channels: crate::protocol::socketio::crs::DEFAULT_CHANNELS.into(),
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             trusted_reserve: DEFAULT_TRUSTED_RESERVE,
             stats_cache_ms: DEFAULT_STATS_CACHE_MS,
@@ -422,6 +427,7 @@ impl Config {
     /// reads `--config` into [`Config::namespaces`].
     pub fn load_file(&mut self) -> Result<(), String> {
         self.jwt = Verifier::new(&self.jwt_settings())?.map(Arc::new);
+        crate::protocol::socketio::crs::Channels::parse(&self.socketio_channels)?;
         if let Some(url) = &self.redis {
             let c =
                 redis::Client::open(url.as_str()).map_err(|e| format!("--redis {url:?}: {e}"))?;

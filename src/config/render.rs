@@ -70,6 +70,7 @@ impl Config {
                     self.allowed_origins.join(",")
                 },
             ),
+            ("socketio-channels", self.socketio_channels.clone()),
             (
                 "max-connections-per-ip",
                 self.max_connections_per_ip.to_string(),

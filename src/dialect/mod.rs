@@ -17,6 +17,7 @@
 //! | [`Sentio`] | `/ws/trade-signals`, `/ws/earnings`, `/ws/notifications`, `/ws/admin`, `/ws/market-data` | Sentio 2.0's front end: identity in the first frame |
 //! | [`AiTrading`] | `/api/ws/realtime` | AI-Trading-V2's front end |
 //! | [`Legend`] | `/api/ws` | Legend AI's front end (plus its HTTP endpoints, [`crate::http::legend`]) |
+//! | [`SocketIo`] | `/socket.io/` | Socket.IO v5 over Engine.IO v4 (WebSocket and long-polling) with the CRS events |
 //!
 //! Which path speaks which dialect is the listener's route table ([`crate::routes`]).//!
 //! The default methods speak protocol v1's replies (JSON, in the dialect's format's
@@ -28,6 +29,7 @@ mod centrifuge;
 mod echo;
 mod legend;
 mod sentio;
+pub mod socketio;
 mod v1;
 
 pub use aitrading::AiTrading;
@@ -36,6 +38,7 @@ pub use centrifuge::Centrifuge;
 pub use echo::Echo;
 pub use legend::Legend;
 pub use sentio::Sentio;
+pub use socketio::SocketIo;
 pub use v1::V1;
 
 use bytes::Bytes;
@@ -64,6 +67,16 @@ pub enum Inbound<'a> {
     /// A command whose channel names the dialect made (a seed platform's vocabulary
     /// mapped onto channels), run like [`Inbound::Request`] after the rate limit.
     Owned(Owned),
+    /// Subscribe to (or unsubscribe from) channels whose names the dialect built (CRS
+    /// symbols become `ticker:<SYM>`), after the rate limit.
+    Channels {
+        /// Echoed in the reply.
+        id: Option<Id>,
+        /// Subscribe; else unsubscribe.
+        subscribe: bool,
+        /// Validated channel names, duplicates removed.
+        channels: Vec<String>,
+    },
 }
 
 /// Where a channel stands after a one-channel subscribe ([`Dialect::joined`]).
@@ -138,6 +151,12 @@ pub trait Dialect: Send + 'static {
     /// 2.5 intervals of silence from the peer).
     fn heartbeat(&self) -> &'static [u8] {
         &encode::PING_FRAME
+    }
+
+    /// Channels subscribed right after a successful handshake (CRS: sentiment and
+    /// signals reach every client without a subscribe).
+    fn channels_at_connect(&self) -> Vec<String> {
+        Vec::new()
     }
 
     /// The reply to a subscribe.

@@ -5,6 +5,7 @@
 //! | `/ws` | GET (upgrade) | [`upgrade`] |
 //! | `/sse` | GET (event stream) | [`sse`] |
 //! | `/connection/websocket` | GET (upgrade, the Centrifuge protocol) | [`upgrade`] |
+//! | `/socket.io/` | GET, POST, OPTIONS (Engine.IO: long-polling, upgrade) | [`socketio`] |
 //! | `/publish/{channel}`, `/publish` | POST | [`publish`] |
 //! | `/history/{channel}` | GET | [`history`] |
 //! | `/stats`, `/metrics`, `/health` | GET | [`stats`] |
@@ -23,6 +24,7 @@ pub mod dashboard;
 pub mod history;
 pub mod legend;
 pub mod publish;
+pub mod socketio;
 pub mod sse;
 pub mod stats;
 pub mod upgrade;
@@ -86,6 +88,9 @@ pub async fn route(req: Request<Incoming>, relay: Arc<Relay>, peer: SocketAddr) 
             upgrade::handle(req, relay, peer).await
         }
         upgrade::CENTRIFUGE_PATH => method_not_allowed("GET"),
+        p if p == "/socket.io" || p.starts_with(socketio::PATH) => {
+            socketio::handle(req, relay, peer).await
+        }
         "/publish" if method == Method::POST => publish::batch(req, relay).await,
         p if p.starts_with("/publish/") && method == Method::POST => {
             publish::single(req, relay, &p["/publish/".len()..]).await

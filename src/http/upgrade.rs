@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use super::prefixed::Prefixed;
 use super::write_timeout::WriteTimeout;
 use super::{percent_decode, text, Resp};
-use crate::dialect::{AiTrading, Aria, Centrifuge, Echo, Legend, Sentio, V1};
+use crate::dialect::{socketio, AiTrading, Aria, Centrifuge, Echo, Legend, Sentio, SocketIo, V1};
 use crate::protocol::channel;
 use crate::protocol::format::Format;
 use crate::relay::{spawn_session, Relay};
@@ -221,13 +221,16 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// The path of the Centrifuge client protocol (JSON), as Centrifugo serves it.
 pub const CENTRIFUGE_PATH: &str = "/connection/websocket";
 
-/// Answers `GET /ws` (protocol v1) and `GET /connection/websocket` (the Centrifuge
-/// protocol, whose `connect` command carries the token). Checks, in order: the request head (400/405/426), `Origin` (403),
+/// Answers `GET /ws` (protocol v1), `GET /connection/websocket` (the Centrifuge
+/// protocol, whose `connect` command carries the token) and a Socket.IO session opened
+/// on a WebSocket (`GET /socket.io/?EIO=4&transport=websocket`, checked by
+/// [`super::socketio`] first). Checks, in order: the request head (400/405/426), `Origin` (403),
 /// the query (400), the credential (401), shutdown (503), the client address's
 /// connection limit (429), the relay's (503).
 pub async fn handle(req: Request<Incoming>, relay: Arc<Relay>, peer: SocketAddr) -> Resp {
     let route = match req.uri().path() {
         CENTRIFUGE_PATH => Route::Centrifuge,
+        p if p.starts_with(super::socketio::PATH) => Route::SocketIo,
         _ => Route::V1,
     };
     handle_route(req, relay, peer, route, &Default::default()).await
@@ -372,6 +375,14 @@ pub async fn handle_route(
     if seed {
         query.channels.clear();
     }
+    let sio = (route == Route::SocketIo).then(|| {
+        SocketIo::new(
+            socketio::new_sid(),
+            false,
+            relay.config.max_message_bytes,
+            relay.config.max_subscriptions,
+        )
+    });
     let params = Params {
         identity,
         channels: query.channels,
@@ -411,6 +422,11 @@ pub async fn handle_route(
                         session::run($r, $w, task_relay, AiTrading, params).await
                     }
                     (Route::Legend, Some(l)) => session::run($r, $w, task_relay, l, params).await,
+                    (Route::SocketIo, _) if sio.is_some() => {
+                        if let Some(s) = sio {
+                            session::run($r, $w, task_relay, s, params).await
+                        }
+                    }
                     _ => session::run($r, $w, task_relay, v1, params).await,
                 }
             };

@@ -18,6 +18,7 @@
 //! | 6 | `sentio` | Sentio 2.0: `{"type":"trade_signals","data":[..],"timestamp":iso}` ([`super::seeds::sentio`]) |
 //! | 7 | `aitrading` | AI-Trading-V2: `{"type":"MARKET_UPDATE","symbol":..,"timestamp":ms,<data's members>}` ([`super::seeds::aitrading`]) |
 //! | 8 | `legend` | Legend AI: `{"type":"price_update","ticker":..,"timestamp":iso,<data's members>}` ([`super::seeds::legend`]) |
+//! | 9 | `socketio` | Socket.IO text: `42["market_update",{"<SYM>":..}]` and the other CRS events ([`super::socketio::crs`]) |
 //!
 //! A new format (a dialect's message template, a compressed variant) is one more id here
 //! and one more arm in each `match`.
@@ -26,7 +27,7 @@ use bytes::Bytes;
 
 use super::close::CloseCode;
 use super::seeds::{aitrading, aria, legend, sentio};
-use super::{centrifuge, encode, msgpack, sse};
+use super::{centrifuge, encode, msgpack, socketio, sse};
 
 /// A wire format's id (an index into per-format tables).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -74,8 +75,10 @@ impl Format {
     pub const AITRADING: Format = Format(7);
     /// Legend AI's typed frames (the data's members spliced in).
     pub const LEGEND: Format = Format(8);
+    /// Socket.IO: a message is a CRS event (`market_update`, `trading_signal`, ..).
+    pub const SOCKETIO: Format = Format(9);
     /// How many formats there are (the length of per-format tables).
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
     /// Every format, by id.
     pub const ALL: [Format; Format::COUNT] = [
         Format::ENVELOPE,
@@ -87,6 +90,7 @@ impl Format {
         Format::SENTIO,
         Format::AITRADING,
         Format::LEGEND,
+        Format::SOCKETIO,
     ];
 
     /// The index of this format in per-format tables.
@@ -106,6 +110,7 @@ impl Format {
             Format::SENTIO => "sentio",
             Format::AITRADING => "aitrading",
             Format::LEGEND => "legend",
+            Format::SOCKETIO => "socketio",
             _ => "envelope",
         }
     }
@@ -141,6 +146,7 @@ impl Format {
             Format::SENTIO => sentio::message_frame(m),
             Format::AITRADING => aitrading::message_frame(m),
             Format::LEGEND => legend::message_frame(m),
+            Format::SOCKETIO => socketio::crs::message_frame(m),
             _ => encode::message_frame(m.channel, m.offset, m.ts, m.data),
         }
     }
@@ -192,6 +198,7 @@ impl Format {
         match self {
             Format::MSGPACK => msgpack::from_json_frame(&json_frame),
             Format::SSE => sse::notice(&json_frame),
+            Format::SOCKETIO => socketio::notice(&json_frame),
             _ => json_frame,
         }
     }
@@ -256,8 +263,9 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_ids_index_the_tables() {
-        for (i, f) in Format::ALL.into_iter().enumerate() {
-            assert_eq!(f.index(), i);
+        let mut seen = std::collections::HashSet::new();
+        for f in Format::ALL {
+            assert!(f.index() < Format::COUNT && seen.insert(f.index()));
             assert_eq!(Format::from_name(f.name()), Some(f));
         }
         assert_eq!(Format::from_name("xml"), None);

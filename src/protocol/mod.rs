@@ -13,6 +13,7 @@
 //! - [`publish`]: HTTP publish bodies (single JSON value, NDJSON batch).
 //! - [`seeds`]: the seed platforms' formats (ARIA PRO, Sentio 2.0, AI-Trading-V2,
 //!   Legend AI): frame templates, replies, client parsers.
+//! - [`socketio`]: Engine.IO v4 / Socket.IO v5 packets and the CRS events.
 
 pub mod centrifuge;
 pub mod channel;
@@ -24,4 +25,5 @@ pub mod json;
 pub mod msgpack;
 pub mod publish;
 pub mod seeds;
+pub mod socketio;
 pub mod sse;

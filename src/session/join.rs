@@ -43,6 +43,10 @@ impl<D: Dialect> Session<D> {
             }
         };
         self.reply(self.dialect.connected(id, self.access.who.sub(), exp));
+        let channels = self.dialect.channels_at_connect();
+        if !channels.is_empty() {
+            self.subscribe(None, &channels, &[], None);
+        }
     }
 
     /// Subscribes to one channel. The reply, queued ahead of every live message of the

@@ -15,6 +15,7 @@
 //! - [`reader`]: the read half, frames and close handshake.
 //! - [`writer`]: the write half: outbox drain, heartbeat, deadlines, vectored writes.
 //! - [`access`]: credentials, subscribe/publish checks, the command rate limit.
+//! - [`polling`]: an Engine.IO long-polling session and its upgrade to a WebSocket.
 //! - `join`: a dialect's handshake, one-channel subscribe with its replay, history reads.
 //! - `owned`: commands a seed dialect made from its platform's vocabulary, and
 //!   namespace-wide subscriptions.
@@ -24,6 +25,7 @@ pub mod access;
 pub mod framing;
 mod join;
 mod owned;
+pub mod polling;
 pub mod reader;
 pub mod reassembly;
 mod remote;
@@ -191,6 +193,20 @@ impl<D: Dialect> Session<D> {
             }
             Inbound::Invalid(e) => (e.id.clone(), Err(e)),
             Inbound::Request(Request { id, command }) => (id, Ok(command)),
+            Inbound::Channels {
+                id,
+                subscribe,
+                channels,
+            } => {
+                if let Some(end) = self.admit(id.as_ref()) {
+                    return end;
+                }
+                match subscribe {
+                    true => self.subscribe(id.as_ref(), &channels, &[], None),
+                    false => self.unsubscribe(id.as_ref(), &channels),
+                }
+                return None;
+            }
         };
         if D::RELAY {
             if let Some(end) = self.admit(id.as_ref()) {
@@ -216,16 +232,7 @@ impl<D: Dialect> Session<D> {
                 }
                 self.subscribe(id, &channels, &recover, max_rate)
             }
-            Command::Unsubscribe { channels } => {
-                for name in channels.iter() {
-                    if let Some(i) = self.subs.iter().position(|(s, _)| &**s == *name) {
-                        let (_, key) = self.subs.swap_remove(i);
-                        self.relay.hub.unsubscribe(name, self.conn);
-                        self.outbox.forget(key);
-                    }
-                }
-                self.reply(self.dialect.unsubscribed(id, &channels));
-            }
+            Command::Unsubscribe { channels } => self.unsubscribe(id, &channels),
             Command::Publish { channel, data } => {
                 if !self.may_publish(id, channel) {
                     return;
@@ -274,6 +281,19 @@ impl<D: Dialect> Session<D> {
                 reverse,
             } => self.history(id, channel, since, limit, reverse),
         }
+    }
+
+    /// Drops the subscriptions to `channels` that this connection holds, and answers.
+    fn unsubscribe<S: AsRef<str>>(&mut self, id: Option<&Id>, channels: &[S]) {
+        for name in channels.iter().map(AsRef::as_ref) {
+            if let Some(i) = self.subs.iter().position(|(s, _)| &**s == name) {
+                let (_, key) = self.subs.swap_remove(i);
+                self.relay.hub.unsubscribe(name, self.conn);
+                self.outbox.forget(key);
+            }
+        }
+        let names: Vec<&str> = channels.iter().map(AsRef::as_ref).collect();
+        self.reply(self.dialect.unsubscribed(id, &names));
     }
 
     /// The checks before a subscribe: `max_rate` only on conflate channels, the
@@ -480,6 +500,41 @@ where
     ));
     writer::write_loop(write, &outbox, &relay, &last_seen, &deadline, heartbeat).await;
     let close_timeout = Duration::from_millis(cfg.close_timeout_ms);
+    if tokio::time::timeout(close_timeout, &mut reader)
+        .await
+        .is_err()
+    {
+        reader.abort();
+        let _ = reader.await;
+    }
+    relay
+        .metrics
+        .dropped
+        .fetch_add(outbox.dropped(), Ordering::Relaxed);
+}
+
+/// Runs an open session on a WebSocket: a long-polling session upgraded to one keeps
+/// its subscriptions and its queue (see [`polling`]).
+async fn resume<R, W, D>(
+    read: R,
+    write: W,
+    relay: Arc<Relay>,
+    session: Session<D>,
+    registered: Registered,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+    D: Dialect,
+{
+    let _registered = registered;
+    let heartbeat = session.dialect.heartbeat();
+    let outbox = session.outbox.clone();
+    let last_seen = Arc::new(LastSeen::new());
+    let deadline = session.access.deadline.clone();
+    let max = relay.config.max_message_bytes;
+    let mut reader = tokio::spawn(reader::read_loop(read, session, last_seen.clone(), max));
+    writer::write_loop(write, &outbox, &relay, &last_seen, &deadline, heartbeat).await;
+    let close_timeout = Duration::from_millis(relay.config.close_timeout_ms);
     if tokio::time::timeout(close_timeout, &mut reader)
         .await
         .is_err()
