@@ -2,8 +2,9 @@
 //!
 //! [`validate`] is pure: it checks the request head and computes `Sec-WebSocket-Accept`,
 //! so the fuzz target and unit tests call it without a socket. [`handle`] adds the
-//! relay's own checks (query, credentials, connection limit), answers 101, and hands the
-//! upgraded stream to a session.
+//! relay's own checks (query, credentials, connection limit), negotiates
+//! permessage-deflate ([`deflate::negotiate`]), answers 101, and hands the upgraded
+//! stream to a session.
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -20,6 +21,7 @@ use super::write_timeout::WriteTimeout;
 use super::{percent_decode, text, Resp};
 use crate::dialect::{Centrifuge, Echo, V1};
 use crate::protocol::channel;
+use crate::protocol::deflate::{self, Deflate};
 use crate::protocol::format::Format;
 use crate::relay::{spawn_session, Relay};
 use crate::session::{self, Params};
@@ -293,10 +295,20 @@ pub async fn handle(mut req: Request<Incoming>, relay: Arc<Relay>, peer: SocketA
     let v1 = V1::new(query.format).with_max_channels(relay.config.max_subscriptions);
     let echo = relay.config.echo;
     let centrifuge = req.uri().path() == CENTRIFUGE_PATH;
+    let agreed = relay
+        .config
+        .namespaces
+        .any_deflate(relay.config.deflate)
+        .then(|| {
+            let offers = req.headers().get_all(header::SEC_WEBSOCKET_EXTENSIONS);
+            deflate::negotiate(offers.iter().filter_map(|v| v.to_str().ok()))
+        })
+        .flatten();
     let params = Params {
         identity,
         channels: query.channels,
         peer,
+        deflate: agreed.as_ref().map_or(Deflate::OFF, |a| a.deflate),
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     // The upgrade resolves only after hyper has written this 101 response, so it must be
@@ -346,6 +358,9 @@ pub async fn handle(mut req: Request<Incoming>, relay: Arc<Relay>, peer: SocketA
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     if let Ok(v) = HeaderValue::from_str(&accept) {
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if let Some(Ok(v)) = agreed.map(|a| HeaderValue::from_str(&a.response)) {
+        h.insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
     }
     resp
 }

@@ -5,8 +5,9 @@
 //! channel has its own locks (see [`shard`] for the order). The hub moves neutral
 //! messages (channel, epoch, offset, ts, the publisher's verbatim data): a publish builds
 //! one complete frame per wire format in use among the channel's subscribers
-//! ([`crate::protocol::format`]) and pushes clones of the same `Bytes` to every
-//! subscriber of that format's [`Outbox`]: no per-subscriber serialization or allocation,
+//! ([`crate::protocol::format`]), compresses it once more for subscribers that negotiated
+//! permessage-deflate, and pushes clones of the same `Bytes` to every subscriber of that
+//! format's [`Outbox`]: no per-subscriber serialization, compression or allocation,
 //! and no lock held while touching a socket (sockets belong to the writer tasks).
 //!
 //! Subscribing and what a new subscriber is replayed (pushed, or handed back for a
@@ -123,6 +124,8 @@ pub struct Hub {
     watchers: Watchers,
     /// Channels only publishers may create (see [`Hub::ensure_subscriber_channels`]).
     publisher_reserve: usize,
+    /// permessage-deflate for namespaces that do not set their own.
+    deflate: crate::protocol::deflate::Setting,
 }
 
 /// Milliseconds since the Unix epoch (the `ts` of a message).
@@ -153,7 +156,14 @@ impl Hub {
             next_channel_id: AtomicU64::new(1),
             watchers: Watchers::default(),
             publisher_reserve: 0,
+            deflate: Default::default(),
         }
+    }
+
+    /// Compresses messages as `setting` says in namespaces that do not set `deflate`.
+    pub fn with_deflate(mut self, setting: crate::protocol::deflate::Setting) -> Self {
+        self.deflate = setting;
+        self
     }
 
     /// Uses `namespaces` for history sizes and caps all history at `max_bytes`.
@@ -225,7 +235,14 @@ impl Hub {
         let history = History::new(ns.history, ns.history_ttl);
         let id = self.next_channel_id.fetch_add(1, Ordering::Relaxed);
         let conflate = ns.delivery == crate::namespace::Delivery::Conflate;
-        let ch = Arc::new(Channel::new(id, name, conflate, self.new_epoch(), history));
+        let deflate = ns.deflate.unwrap_or(self.deflate).threshold();
+        let ch = Arc::new(Channel::new(
+            id,
+            name,
+            (conflate, deflate),
+            self.new_epoch(),
+            history,
+        ));
         map.insert(name.into(), ch.clone());
         self.channel_count.fetch_add(1, Ordering::Relaxed);
         Ok(ch)
@@ -276,7 +293,7 @@ impl Hub {
                 s.outbox.push(reset);
             }
             // Every subscriber's format was in use when the frames were built.
-            let Some(frame) = prepared.frames.get(s.format) else {
+            let Some(frame) = prepared.frames.for_subscriber(s.format, s.deflate) else {
                 continue;
             };
             match s.outbox.push_lane(frame, &lane) {
