@@ -237,6 +237,11 @@ impl Default for Inflater {
 }
 
 impl Inflater {
+    /// Forgets the previous message (no context takeover), keeping the allocation.
+    pub fn reset(&mut self) {
+        self.d.reset(false);
+    }
+
     /// Inflates `input` (one frame's compressed payload) onto `out`; `last`: the
     /// message's final frame (the removed sync-flush tail is fed after it). Fails with
     /// 1009 as soon as `out` would hold more than `max` bytes, 1007 on corrupt data.

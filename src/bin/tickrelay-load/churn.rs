@@ -138,6 +138,7 @@ async fn phase(a: &Arc<ChurnArgs>, target: &Target, probe: &Probe, secs: f64, ro
             per_conn: 1,
             channel_prefix: a.channel_prefix.clone(),
             via: Via::Ws,
+            deflate: false,
             publish_key: a.publish_key.clone(),
             rate: a.rate,
             in_flight: 10,

@@ -130,6 +130,10 @@ pub struct FanoutArgs {
     #[arg(long, value_enum, default_value_t = Via::Ws)]
     pub via: Via,
 
+    /// Subscribers offer permessage-deflate and inflate what arrives compressed.
+    #[arg(long)]
+    pub deflate: bool,
+
     /// Publish key of the relay (sent as ?token= over WebSocket, as a Bearer token over
     /// HTTP).
     #[arg(long, env = "TICKRELAY_PUBLISH_KEY", hide_env_values = true)]
