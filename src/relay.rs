@@ -129,6 +129,7 @@ impl Relay {
         let metrics = Arc::new(Metrics::default());
         let hub = Hub::new(config.shard_count(), config.max_channels, metrics.clone())
             .with_history(config.namespaces.clone(), config.history_max_bytes)
+            .with_deflate(config.deflate)
             .with_publisher_reserve(
                 config
                     .publisher_channel_reserve

@@ -112,6 +112,11 @@ pub struct Config {
     #[arg(long, env = "TICKRELAY_ECHO", hide = true)]
     pub echo: bool,
 
+    /// permessage-deflate for clients that offer it: `off`, `on` (payloads from 128 bytes)
+    /// or the smallest payload compressed, in bytes. A namespace's `deflate` overrides it.
+    #[arg(long, env = "TICKRELAY_DEFLATE", default_value_t)]
+    pub deflate: crate::protocol::deflate::Setting,
+
     /// Channel-table shards (rounded up to a power of two). Default: 4 x cores.
     #[arg(long, env = "TICKRELAY_SHARDS")]
     pub shards: Option<usize>,
@@ -339,6 +344,7 @@ impl Default for Config {
             demo: false,
             dashboard_public: false,
             echo: false,
+            deflate: Default::default(),
             shards: None,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,

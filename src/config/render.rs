@@ -110,6 +110,7 @@ impl Config {
             ),
             ("print-config", self.print_config.to_string()),
             ("echo", self.echo.to_string()),
+            ("deflate", self.deflate.to_string()),
         ];
         flags.extend(self.upstream.settings());
         for (k, v) in flags {

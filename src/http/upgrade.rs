@@ -2,8 +2,9 @@
 //!
 //! [`validate`] is pure: it checks the request head and computes `Sec-WebSocket-Accept`,
 //! so the fuzz target and unit tests call it without a socket. [`handle`] adds the
-//! relay's own checks (query, credentials, connection limit), answers 101, and hands the
-//! upgraded stream to a session.
+//! relay's own checks (query, credentials, connection limit), negotiates
+//! permessage-deflate ([`deflate::negotiate`]), answers 101, and hands the upgraded
+//! stream to a session.
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -21,6 +22,7 @@ use super::write_timeout::WriteTimeout;
 use super::{percent_decode, text, Resp};
 use crate::dialect::{socketio, AiTrading, Aria, Centrifuge, Echo, Legend, Sentio, SocketIo, V1};
 use crate::protocol::channel;
+use crate::protocol::deflate::{self, Deflate};
 use crate::protocol::format::Format;
 use crate::relay::{spawn_session, Relay};
 use crate::routes::Route;
@@ -383,10 +385,20 @@ pub async fn handle_route(
             relay.config.max_subscriptions,
         )
     });
+    let agreed = relay
+        .config
+        .namespaces
+        .any_deflate(relay.config.deflate)
+        .then(|| {
+            let offers = req.headers().get_all(header::SEC_WEBSOCKET_EXTENSIONS);
+            deflate::negotiate(offers.iter().filter_map(|v| v.to_str().ok()))
+        })
+        .flatten();
     let params = Params {
         identity,
         channels: query.channels,
         peer,
+        deflate: agreed.as_ref().map_or(Deflate::OFF, |a| a.deflate),
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     // The upgrade resolves only after hyper has written this 101 response, so it must be
@@ -454,6 +466,8 @@ pub async fn handle_route(
     }
     if let Some(Ok(v)) = chain.map(|c| HeaderValue::from_str(&c)) {
         h.insert(crate::upstream::PATH_HEADER, v);
+    if let Some(Ok(v)) = agreed.map(|a| HeaderValue::from_str(&a.response)) {
+        h.insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
     }
     resp
 }

@@ -128,15 +128,24 @@ impl Hub {
                 };
                 frames.reserve(replay.len());
                 let epoch = st.epoch;
+                // Handed-back frames go inside a dialect's reply: never compressed.
+                let deflate = match (mode, st.deflate) {
+                    (Replay::Push, Some(t)) if sub.deflate.on() => Some((sub.deflate, t)),
+                    _ => None,
+                };
                 for i in replay {
+                    let at = (name, epoch.as_str());
                     let Some((frame, built)) =
                         st.history
-                            .frame_at(i, sub.format, name, epoch.as_str(), &self.budget)
+                            .frame_at(i, sub.format, deflate, at, &self.budget)
                     else {
                         break;
                     };
-                    if built {
+                    if built.0 {
                         self.metrics.frame_built(sub.format);
+                    }
+                    if built.1 {
+                        self.metrics.deflated(sub.format);
                     }
                     frames.push(frame);
                 }

@@ -20,12 +20,16 @@
 //! | 8 | `legend` | Legend AI: `{"type":"price_update","ticker":..,"timestamp":iso,<data's members>}` ([`super::seeds::legend`]) |
 //! | 9 | `socketio` | Socket.IO text: `42["market_update",{"<SYM>":..}]` and the other CRS events ([`super::socketio::crs`]) |
 //!
-//! A new format (a dialect's message template, a compressed variant) is one more id here
-//! and one more arm in each `match`.
+//! A new format (a dialect's message template) is one more id here and one more arm in
+//! each `match`. A compressed variant is not a format: a connection that negotiated
+//! permessage-deflate takes its format's *deflated* frame, a second slot per format in
+//! [`Frames`], built from the plain frame once per message and shared the same way
+//! ([`super::deflate`]).
 
 use bytes::Bytes;
 
 use super::close::CloseCode;
+use super::deflate::{self, Deflate};
 use super::seeds::{aitrading, aria, legend, sentio};
 use super::{centrifuge, encode, msgpack, socketio, sse};
 
@@ -213,10 +217,13 @@ impl Format {
     }
 }
 
-/// One message's frames: at most one per format, built on first use, then shared.
+/// One message's frames: at most one per format, built on first use, then shared; and
+/// beside each, its permessage-deflate encoding when some subscriber takes one.
 #[derive(Debug, Default, Clone)]
 pub struct Frames {
     slots: [Option<Bytes>; Format::COUNT],
+    /// Compressed frames; an empty one: compressing was tried and gained nothing.
+    deflated: [Option<Bytes>; Format::COUNT],
 }
 
 impl Frames {
@@ -226,6 +233,14 @@ impl Frames {
         self.slots[format.index()].as_ref()
     }
 
+    /// The compressed frame of `format`, if built and smaller than the plain one.
+    #[inline]
+    pub fn get_deflated(&self, format: Format) -> Option<&Bytes> {
+        self.deflated[format.index()]
+            .as_ref()
+            .filter(|b| !b.is_empty())
+    }
+
     /// The frame of `format`, building it from `m` if this is its first use. Returns the
     /// frame and whether it was built now.
     pub fn get_or_build(&mut self, format: Format, m: &Message<'_>) -> (&Bytes, bool) {
@@ -233,27 +248,73 @@ impl Frames {
         let built = slot.is_none();
         (slot.get_or_insert_with(|| format.message(m)), built)
     }
+
+    /// Compresses the (built) frame of `format` unless done before or its payload is
+    /// under `threshold` bytes. Returns whether a compression ran.
+    pub fn deflate(&mut self, format: Format, threshold: usize) -> bool {
+        let i = format.index();
+        let Some(plain) = &self.slots[i] else {
+            return false;
+        };
+        if self.deflated[i].is_some() || payload_len(plain) < threshold {
+            return false;
+        }
+        self.deflated[i] = Some(deflate::compress_frame(plain).unwrap_or_default());
+        true
+    }
+
+    /// What a subscriber of `format` that agreed `deflate` is sent: the compressed frame
+    /// when there is one its window fits, else the plain one.
+    #[inline]
+    pub fn for_subscriber(&self, format: Format, deflate: Deflate) -> Option<&Bytes> {
+        let plain = self.get(format)?;
+        match self.get_deflated(format) {
+            Some(z) if deflate.fits(payload_len(plain)) => Some(z),
+            _ => Some(plain),
+        }
+    }
 }
 
-/// How many subscribers use each format (so a publish builds only the formats in use).
+/// The payload length of a frame the relay built (its header is at most 10 bytes).
+pub fn payload_len(frame: &[u8]) -> usize {
+    encode::decode_head(frame).map_or(frame.len(), |h| h.len as usize)
+}
+
+/// How many subscribers use each format, and how many of those take it compressed (so
+/// a publish builds and compresses only what is in use).
 #[derive(Debug, Default, Clone, Copy)]
-pub struct FormatCounts([u32; Format::COUNT]);
+pub struct FormatCounts {
+    plain: [u32; Format::COUNT],
+    deflating: [u32; Format::COUNT],
+}
 
 impl FormatCounts {
-    /// One more subscriber of `f`.
-    pub fn add(&mut self, f: Format) {
-        self.0[f.index()] += 1;
+    /// One more subscriber of `f` (`deflate`: that negotiated compression).
+    pub fn add(&mut self, f: Format, deflate: bool) {
+        self.plain[f.index()] += 1;
+        self.deflating[f.index()] += deflate as u32;
     }
 
     /// One subscriber of `f` fewer.
-    pub fn remove(&mut self, f: Format) {
-        let c = &mut self.0[f.index()];
+    pub fn remove(&mut self, f: Format, deflate: bool) {
+        let c = &mut self.plain[f.index()];
         *c = c.saturating_sub(1);
+        let d = &mut self.deflating[f.index()];
+        *d = d.saturating_sub(deflate as u32);
     }
 
     /// The formats that at least one subscriber uses.
     pub fn present(&self) -> impl Iterator<Item = Format> + '_ {
-        Format::ALL.into_iter().filter(|f| self.0[f.index()] > 0)
+        Format::ALL
+            .into_iter()
+            .filter(|f| self.plain[f.index()] > 0)
+    }
+
+    /// The formats that at least one compressing subscriber uses.
+    pub fn deflating(&self) -> impl Iterator<Item = Format> + '_ {
+        Format::ALL
+            .into_iter()
+            .filter(|f| self.deflating[f.index()] > 0)
     }
 }
 
@@ -297,18 +358,53 @@ mod tests {
     }
 
     #[test]
+    fn the_deflated_frame_is_built_once_and_only_above_the_threshold() {
+        let data =
+            br#"{"price":43250.5,"bid":43250.0,"ask":43251.0,"volume":1234.5,"venue":"demo"}"#;
+        let m = Message {
+            channel: "ticker:BTC-USD",
+            epoch: "abcd1234",
+            offset: 3,
+            ts: 9,
+            data,
+        };
+        let mut frames = Frames::default();
+        assert!(!frames.deflate(Format::ENVELOPE, 0), "no plain frame yet");
+        let plain = frames.get_or_build(Format::ENVELOPE, &m).0.clone();
+        assert!(
+            !frames.deflate(Format::ENVELOPE, plain.len()),
+            "under the threshold"
+        );
+        assert!(frames.deflate(Format::ENVELOPE, 64));
+        assert!(!frames.deflate(Format::ENVELOPE, 64), "once");
+        let z = frames.get_deflated(Format::ENVELOPE).unwrap().clone();
+        assert!(z.len() < plain.len());
+        let wide = frames.for_subscriber(Format::ENVELOPE, Deflate::with_window(15));
+        assert_eq!(wide.map(|b| b.as_ptr()), Some(z.as_ptr()), "shared");
+        let narrow = frames.for_subscriber(Format::ENVELOPE, Deflate::with_window(8));
+        assert_eq!(narrow, Some(&z), "the payload fits 256 bytes");
+        assert_eq!(
+            frames.for_subscriber(Format::ENVELOPE, Deflate::OFF),
+            Some(&plain)
+        );
+        assert_eq!(frames.for_subscriber(Format::RAW, Deflate::OFF), None);
+    }
+
+    #[test]
     fn counts_say_which_formats_are_present() {
         let mut c = FormatCounts::default();
-        c.add(Format::MSGPACK);
-        c.add(Format::MSGPACK);
-        c.add(Format::ENVELOPE);
-        c.remove(Format::MSGPACK);
+        c.add(Format::MSGPACK, false);
+        c.add(Format::MSGPACK, true);
+        c.add(Format::ENVELOPE, false);
+        assert_eq!(c.deflating().collect::<Vec<_>>(), vec![Format::MSGPACK]);
+        c.remove(Format::MSGPACK, false);
         assert_eq!(
             c.present().collect::<Vec<_>>(),
             vec![Format::ENVELOPE, Format::MSGPACK]
         );
-        c.remove(Format::MSGPACK);
-        c.remove(Format::MSGPACK);
+        c.remove(Format::MSGPACK, true);
+        c.remove(Format::MSGPACK, false);
         assert_eq!(c.present().collect::<Vec<_>>(), vec![Format::ENVELOPE]);
+        assert_eq!(c.deflating().count(), 0);
     }
 }

@@ -5,6 +5,8 @@
 //! - [`channel`]: what a valid channel name is.
 //! - [`close`]: the close codes the relay sends.
 //! - [`command`]: client command frames → [`command::Request`].
+//! - [`deflate`]: permessage-deflate: negotiation, a frame compressed once, bounded
+//!   inflation.
 //! - [`encode`]: frame building, and protocol v1's replies, built once as `Bytes`.
 //! - [`format`]: wire formats (v1 envelope, v1 raw, MessagePack, Centrifuge): one frame
 //!   per message per format in use, shared.
@@ -19,6 +21,7 @@ pub mod centrifuge;
 pub mod channel;
 pub mod close;
 pub mod command;
+pub mod deflate;
 pub mod encode;
 pub mod format;
 pub mod json;

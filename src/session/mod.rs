@@ -47,6 +47,7 @@ use crate::outbox::{Outbox, Push};
 use crate::protocol::close::Fail;
 use crate::protocol::command::{Command, Id, RecoverFrom, Request};
 use crate::protocol::encode::SubscribedChannel;
+use crate::protocol::format::payload_len;
 use crate::relay::Relay;
 use writer::LastSeen;
 
@@ -59,6 +60,8 @@ pub struct Params {
     pub channels: Vec<String>,
     /// The client's address (for `/stats`).
     pub peer: std::net::SocketAddr,
+    /// permessage-deflate, if the upgrade negotiated it.
+    pub deflate: crate::protocol::deflate::Deflate,
 }
 
 /// The reader's view of a connection: its dialect, subscriptions and credentials.
@@ -110,6 +113,7 @@ impl<D: Dialect> Session<D> {
             conn: self.conn,
             outbox: self.outbox.clone(),
             format: self.dialect.format(),
+            deflate: self.outbox.deflate(),
         }
     }
 
@@ -177,7 +181,16 @@ impl<D: Dialect> Session<D> {
         }
         let (id, request) = match self.dialect.inbound(text, payload) {
             Inbound::Reply(frame) => {
-                self.reply(frame);
+                // An echo: compressed for this connection alone (nothing to share).
+                let z = match self.relay.config.deflate.threshold() {
+                    Some(t) if self.outbox.deflate().on() && payload_len(&frame) >= t => {
+                        let len = payload_len(&frame);
+                        crate::protocol::deflate::compress_frame(&frame)
+                            .filter(|_| self.outbox.deflate().fits(len))
+                    }
+                    _ => None,
+                };
+                self.reply(z.unwrap_or(frame));
                 return None;
             }
             Inbound::Ignore => return None,
@@ -453,7 +466,8 @@ where
             cfg.conflate_after_bytes,
             Duration::from_millis(cfg.lagging_notice_ms),
         )
-        .for_format(dialect.format()),
+        .for_format(dialect.format())
+        .with_deflate(params.deflate),
     );
     relay.register(
         conn,
@@ -563,6 +577,7 @@ mod tests {
             identity: Default::default(),
             channels: vec![],
             peer: ([127, 0, 0, 1], 9).into(),
+            deflate: Default::default(),
         };
         let dialect = crate::dialect::V1::new(crate::protocol::format::Format::ENVELOPE);
         let run_size = std::mem::size_of_val(&run(r, w, relay.clone(), dialect, params));
@@ -578,6 +593,7 @@ mod tests {
         let batch_size = std::mem::size_of_val(&writer::write_batch(&mut sink, &batch));
         assert!(batch_size <= 128, "write_batch future: {batch_size} bytes");
         assert!(write_size <= 768, "write_loop future: {write_size} bytes");
-        assert!(run_size <= 1200, "run future: {run_size} bytes");
+        // 1208: +8 for the permessage-deflate agreement in `Params`.
+        assert!(run_size <= 1208, "run future: {run_size} bytes");
     }
 }
