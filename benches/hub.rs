@@ -32,6 +32,7 @@ fn fanout(c: &mut Criterion) {
                     conn: i as u64,
                     outbox: o.clone(),
                     format: tickrelay::protocol::format::Format::ENVELOPE,
+                    deflate: Default::default(),
                 },
                 None,
             )
@@ -69,6 +70,7 @@ fn churn(c: &mut Criterion) {
                 conn: i,
                 outbox: outbox.clone(),
                 format: tickrelay::protocol::format::Format::ENVELOPE,
+                deflate: Default::default(),
             };
             hub.subscribe(name, &sub, None).unwrap();
             hub.unsubscribe(name, i);
@@ -93,6 +95,7 @@ fn shards(c: &mut Criterion) {
                 conn: i as u64,
                 outbox: outboxes[i % outboxes.len()].clone(),
                 format: tickrelay::protocol::format::Format::ENVELOPE,
+                deflate: Default::default(),
             };
             hub.subscribe(name, &sub, None).unwrap();
         }
@@ -112,6 +115,7 @@ fn shards(c: &mut Criterion) {
                         conn: 1_000_000 + i as u64,
                         outbox: outboxes[0].clone(),
                         format: tickrelay::protocol::format::Format::ENVELOPE,
+                        deflate: Default::default(),
                     };
                     hub.subscribe(s, &sub, None).unwrap();
                     hub.unsubscribe(s, sub.conn);

@@ -276,6 +276,16 @@ TOKEN = {
 }
 
 
+# Socket.IO long-polling bodies: Engine.IO packets joined by 0x1e (src/fuzzing/socketio.rs).
+SOCKETIO = {
+    "connect_subscribe_pong": '40\x1e42["subscribe",{"symbols":["BTC","ETH"]}]\x1e3',
+    "ack_list_and_string": '421["subscribe",["ADA"]]\x1e4222["unsubscribe","ADA"]\x1e427["ping"]',
+    "auth_and_namespace": '40{"token":"abc"}\x1e40/admin,{"token":"t"}\x1e41',
+    "binary_and_probe": '451-["x",{"_placeholder":true,"num":0}]\x1e2probe\x1e5\x1e6',
+    "crs_data": '{"symbol":"BTC","price":45234.56,"change_24h":2.45}',
+}
+
+
 def main():
     for name, data in TOKEN.items():
         write("token", name, data)
@@ -289,6 +299,8 @@ def main():
         write("upgrade", name, head)
     for name, data in FRAME_ENCODE.items():
         write("frame_encode", name, data)
+    for name, body in SOCKETIO.items():
+        write("socketio", name, body)
 
 
 if __name__ == "__main__":

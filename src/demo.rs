@@ -113,7 +113,7 @@ pub async fn run(relay: Arc<Relay>) {
 /// Publishes through the backplane when there is one (Redis assigns offsets), else
 /// straight into the hub.
 async fn publish(relay: &Relay, channel: &str, data: &[u8]) {
-    if relay.backplane.is_some() {
+    if relay.sequenced_elsewhere() {
         let _ = relay.publish_many(&[(channel, data)]).await;
     } else {
         let _ = relay.publish(channel, data);

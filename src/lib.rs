@@ -20,9 +20,12 @@
 //! | accept loop, background tasks, the shutdown sequence | [`server`] |
 //! | open-file limit, descriptor table sized at start-up | [`fds`] |
 //! | HTTP routing; upgrade, publish, history, stats endpoints | [`http`] |
+//! | route tables: which protocol each path of a listener speaks (`[[listener]]`) | [`routes`] |
 //! | the hand-written WebSocket upgrade | [`http::upgrade`] |
-//! | client protocols (v1, echo): the [`dialect::Dialect`] trait | [`dialect`] |
+//! | client protocols (v1, echo, Centrifuge, the seed platforms, Socket.IO): the [`dialect::Dialect`] trait | [`dialect`] |
+//! | the seed platforms' frame templates and command parsers | [`protocol::seeds`] |
 //! | one connection: reader, writer, heartbeat, generic over its dialect | [`session`] |
+//! | Socket.IO: Engine.IO/Socket.IO packets and the CRS events (pure); long-polling sessions and their upgrade | [`protocol::socketio`], [`http::socketio`], [`session::polling`] |
 //! | fragment reassembly with message limits | [`session::reassembly`] |
 //! | frame boundaries, masking check, no buffer while idle | [`session::framing`] |
 //! | channel table, shards, fan-out of neutral messages; interest events | [`hub`] |
@@ -62,6 +65,7 @@ pub mod namespace;
 pub mod outbox;
 pub mod protocol;
 pub mod relay;
+pub mod routes;
 pub mod server;
 pub mod session;
 pub mod shutdown;

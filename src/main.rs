@@ -67,7 +67,21 @@ async fn serve(config: Config) -> std::process::ExitCode {
     {
         tracing::info!("no --publish-key: publishing from outside is disabled");
     }
-    tickrelay::run(listener, config, shutdown_signal()).await;
+    let mut extra = Vec::new();
+    for l in &config.listeners {
+        match tickrelay::server::listen(l.addr, config.listen_backlog) {
+            Ok(bound) => {
+                let addr = bound.local_addr().map_or(l.addr, |a| a);
+                tracing::info!("also listening on http://{addr} (its own routes, see --config)");
+                extra.push((bound, l.routes.clone()));
+            }
+            Err(e) => {
+                tracing::error!(addr = %l.addr, error = %e, "cannot listen");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
+    tickrelay::server::run_with(listener, extra, config, shutdown_signal()).await;
     tracing::info!("bye");
     std::process::ExitCode::SUCCESS
 }

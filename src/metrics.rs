@@ -44,6 +44,26 @@ pub struct Metrics {
     /// Message frames built, by wire format (index: [`Format::index`]): at most one per
     /// message per format in use at publish, plus formats first built for a replay.
     pub frames_built: [AtomicU64; Format::COUNT],
+    /// Message frames compressed (permessage-deflate), by wire format: at most one per
+    /// message per format however many subscribers take it compressed.
+    pub frames_deflated: [AtomicU64; Format::COUNT],
+    /// Client messages that arrived compressed and were inflated.
+    pub messages_inflated: AtomicU64,
+    /// Legend AI connections' own counters (its `GET /api/ws/stats`).
+    pub legend: DialectCounters,
+}
+
+/// One dialect's counters, for a platform whose stats endpoint shows them.
+#[derive(Debug, Default)]
+pub struct DialectCounters {
+    /// Connections opened since start.
+    pub opened: AtomicU64,
+    /// Client messages read.
+    pub received: AtomicU64,
+    /// Frames written to its connections.
+    pub sent: AtomicU64,
+    /// Error replies sent.
+    pub errors: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -63,6 +83,9 @@ impl Default for Metrics {
             resets: AtomicU64::new(0),
             errors: Default::default(),
             frames_built: Default::default(),
+            legend: DialectCounters::default(),
+            frames_deflated: Default::default(),
+            messages_inflated: AtomicU64::new(0),
         }
     }
 }
@@ -77,6 +100,12 @@ impl Metrics {
     #[inline]
     pub fn frame_built(&self, format: Format) {
         self.frames_built[format.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a message frame compressed in `format`.
+    #[inline]
+    pub fn deflated(&self, format: Format) {
+        self.frames_deflated[format.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Reads a counter.

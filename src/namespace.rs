@@ -12,6 +12,8 @@
 //! anonymous = true         # clients without a token may subscribe
 //! private = false          # `<ns>:<id>` only for the connection whose token `sub` is <id>
 //! publish = "publishers"   # or "authenticated"
+//! deflate = "on"           # permessage-deflate: "off", "on" or a size in bytes
+//!                          # (unset: --deflate); see protocol::deflate
 //!
 //! [namespaces.ticker]
 //! delivery = "conflate"
@@ -24,6 +26,8 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
+
+use crate::protocol::deflate::Setting;
 
 /// What happens to a channel's messages for a connection that falls behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -82,6 +86,8 @@ pub struct Namespace {
     pub private: bool,
     /// Who may publish.
     pub publish: Publish,
+    /// permessage-deflate for its channels (`None`: the relay's `--deflate`).
+    pub deflate: Option<Setting>,
 }
 
 /// Default history length per channel.
@@ -95,6 +101,7 @@ impl Namespace {
         anonymous: true,
         private: false,
         publish: Publish::Publishers,
+        deflate: None,
     };
 
     fn with(self, delivery: Delivery, private: bool) -> Namespace {
@@ -144,11 +151,25 @@ struct FileNamespace {
     anonymous: Option<bool>,
     private: Option<bool>,
     publish: Option<Publish>,
+    deflate: Option<FileDeflate>,
+}
+
+/// `deflate = "off" | "on" | <bytes>` in a config file.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FileDeflate {
+    Word(String),
+    Bytes(usize),
 }
 
 impl FileNamespace {
-    fn apply(self, base: &Namespace) -> Namespace {
-        Namespace {
+    fn apply(self, base: &Namespace) -> Result<Namespace, String> {
+        let deflate = match self.deflate {
+            None => base.deflate,
+            Some(FileDeflate::Bytes(n)) => Some(Setting::from_bytes(n)),
+            Some(FileDeflate::Word(w)) => Some(w.parse()?),
+        };
+        Ok(Namespace {
             delivery: self.delivery.unwrap_or(base.delivery),
             history: self.history.unwrap_or(base.history),
             history_ttl: match self.history_ttl_secs {
@@ -159,7 +180,8 @@ impl FileNamespace {
             anonymous: self.anonymous.unwrap_or(base.anonymous),
             private: self.private.unwrap_or(base.private),
             publish: self.publish.unwrap_or(base.publish),
-        }
+            deflate,
+        })
     }
 }
 
@@ -170,6 +192,9 @@ struct File {
     defaults: Option<FileNamespace>,
     #[serde(default)]
     namespaces: BTreeMap<String, FileNamespace>,
+    /// `[[listener]]` tables: read by [`crate::routes`].
+    #[serde(default, rename = "listener")]
+    _listener: Vec<toml::Table>,
 }
 
 /// Largest history a namespace may ask for (messages per channel).
@@ -182,7 +207,7 @@ impl Namespaces {
         let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
         let mut out = Namespaces::default();
         if let Some(d) = file.defaults {
-            out.defaults = d.apply(&Namespace::DEFAULT);
+            out.defaults = d.apply(&Namespace::DEFAULT)?;
         }
         for (name, ns) in file.namespaces {
             if name.is_empty()
@@ -191,7 +216,10 @@ impl Namespaces {
             {
                 return Err(format!("namespace {name:?} is not a valid channel prefix"));
             }
-            out.named.insert(name, ns.apply(&out.defaults));
+            let ns = ns
+                .apply(&out.defaults)
+                .map_err(|e| format!("{name}: {e}"))?;
+            out.named.insert(name, ns);
         }
         for (name, ns) in std::iter::once(("[defaults]", &out.defaults))
             .chain(out.named.iter().map(|(k, v)| (k.as_str(), v)))
@@ -229,6 +257,13 @@ impl Namespaces {
         }
     }
 
+    /// Whether some namespace compresses its messages when the relay-wide setting is
+    /// `global` (so the upgrade should negotiate permessage-deflate).
+    pub fn any_deflate(&self, global: Setting) -> bool {
+        let on = |ns: &Namespace| ns.deflate.unwrap_or(global).threshold().is_some();
+        on(&self.defaults) || self.named.values().any(on)
+    }
+
     /// Whether any namespace lets clients without a token subscribe.
     pub fn any_anonymous(&self) -> bool {
         self.defaults.anonymous || self.named.values().any(|n| n.anonymous)
@@ -245,7 +280,11 @@ impl Namespaces {
             let _ = writeln!(s, "history_ttl_secs = {ttl}");
             let _ = writeln!(s, "anonymous = {}", ns.anonymous);
             let _ = writeln!(s, "private = {}", ns.private);
-            let _ = writeln!(s, "publish = \"{}\"\n", ns.publish.as_str());
+            let _ = writeln!(s, "publish = \"{}\"", ns.publish.as_str());
+            if let Some(d) = ns.deflate {
+                let _ = writeln!(s, "deflate = \"{d}\"");
+            }
+            s.push('\n');
         };
         section("defaults", &self.defaults);
         for (name, ns) in &self.named {
@@ -323,6 +362,7 @@ mod tests {
             ("[namespaces.\"a:b\"]\nhistory = 3", "not a valid"),
             ("[defaults]\nhistory = 100000000", "over"),
             ("[namespaces.x\n", "TOML"),
+            ("[namespaces.x]\ndeflate = \"max\"", "deflate must be"),
         ] {
             let e = Namespaces::from_toml(text).unwrap_err();
             assert!(
@@ -334,8 +374,13 @@ mod tests {
 
     #[test]
     fn printed_config_reads_back_the_same() {
-        let n =
-            Namespaces::from_toml("[namespaces.fx]\nhistory_ttl_secs = 9\nprivate = true").unwrap();
+        let n = Namespaces::from_toml(
+            "[namespaces.fx]\nhistory_ttl_secs = 9\nprivate = true\ndeflate = 300\n[namespaces.ticker]\ndeflate = \"off\"",
+        )
+        .unwrap();
+        assert_eq!(n.of("fx:A").deflate, Some(Setting::from_bytes(300)));
+        assert_eq!(n.of("ticker:A").deflate, Some(Setting::OFF));
+        assert_eq!(n.of("other").deflate, None);
         assert_eq!(Namespaces::from_toml(&n.to_toml()).unwrap(), n);
         let d = Namespaces::default();
         assert_eq!(Namespaces::from_toml(&d.to_toml()).unwrap(), d);

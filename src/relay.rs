@@ -121,10 +121,15 @@ impl Relay {
             });
             built.map(Arc::new)
         });
+        // `Config::load_file` checked it at start-up; the Socket.IO frames read it.
+        if let Ok(c) = crate::protocol::socketio::crs::Channels::parse(&config.socketio_channels) {
+            crate::protocol::socketio::crs::configure(c);
+        }
         let per_ip = crate::limits::PerIp::new(config.max_connections_per_ip);
         let metrics = Arc::new(Metrics::default());
         let hub = Hub::new(config.shard_count(), config.max_channels, metrics.clone())
             .with_history(config.namespaces.clone(), config.history_max_bytes)
+            .with_deflate(config.deflate)
             .with_publisher_reserve(
                 config
                     .publisher_channel_reserve

@@ -19,10 +19,16 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::config::Config;
 use crate::http::write_timeout::WriteTimeout;
 use crate::relay::Relay;
+use crate::routes::Routes;
 
 /// Serves one HTTP/1.1 connection (and its upgrade). Accepted during the drain, it
 /// answers one request and closes: `/health` says `draining`, an upgrade gets 503.
-async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, relay: Arc<Relay>) {
+async fn serve_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    relay: Arc<Relay>,
+    routes: Arc<Routes>,
+) {
     // Connections not (yet) upgraded are counted: idle or slow HTTP clients cannot hold
     // more than --max-http-connections descriptors (an upgrade ends the count: the
     // WebSocket limits take over).
@@ -55,7 +61,11 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, relay: Arc<Re
     let svc_relay = relay.clone();
     let svc = service_fn(move |req| {
         let relay = svc_relay.clone();
-        async move { Ok::<_, std::convert::Infallible>(crate::http::route(req, relay, peer).await) }
+        let routes = routes.clone();
+        async move {
+            let resp = crate::http::route_with(req, relay, peer, &routes).await;
+            Ok::<_, std::convert::Infallible>(resp)
+        }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -106,8 +116,33 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     serve(listener, relay, shutdown).await
 }
 
+/// [`run`] with more listeners, each with its own route table (`[[listener]]`).
+pub async fn run_with(
+    listener: TcpListener,
+    extra: Vec<(TcpListener, Arc<Routes>)>,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) {
+    let relay = Relay::new(config);
+    serve_with(listener, extra, relay, shutdown).await
+}
+
 /// [`run`] with relay state made by the caller (to read its metrics or hub).
 pub async fn serve(listener: TcpListener, relay: Arc<Relay>, shutdown: impl Future<Output = ()>) {
+    serve_with(listener, Vec::new(), relay, shutdown).await
+}
+
+/// [`serve`] with more listeners, each with its own route table. They stop accepting
+/// when the shutdown starts; the main listener answers during the drain.
+pub async fn serve_with(
+    listener: TcpListener,
+    extra: Vec<(TcpListener, Arc<Routes>)>,
+    relay: Arc<Relay>,
+    shutdown: impl Future<Output = ()>,
+) {
+    for (l, routes) in extra {
+        tokio::spawn(accept_routed(l, routes, relay.clone()));
+    }
     let cfg = &relay.config;
     if cfg.demo {
         tokio::spawn(crate::demo::run(relay.clone()));
@@ -146,7 +181,12 @@ pub async fn serve(listener: TcpListener, relay: Arc<Relay>, shutdown: impl Futu
             _ = &mut shutdown => break,
         };
         nodelay.apply(&stream);
-        tokio::spawn(serve_connection(stream, peer, relay.clone()));
+        tokio::spawn(serve_connection(
+            stream,
+            peer,
+            relay.clone(),
+            Routes::native(),
+        ));
     }
     tracing::info!("shutting down: closing connections with 1001");
     relay.drain.begin();
@@ -159,7 +199,8 @@ pub async fn serve(listener: TcpListener, relay: Arc<Relay>, shutdown: impl Futu
             match listener.accept().await {
                 Ok((stream, peer)) => {
                     nodelay.apply(&stream);
-                    tokio::spawn(serve_connection(stream, peer, relay.clone()));
+                    let native = Routes::native();
+                    tokio::spawn(serve_connection(stream, peer, relay.clone(), native));
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
@@ -175,6 +216,31 @@ pub async fn serve(listener: TcpListener, relay: Arc<Relay>, shutdown: impl Futu
             left = relay.drain.live(),
             "shutdown grace over; dropping connections"
         );
+    }
+}
+
+/// The accept loop of a listener with its own routes, until the shutdown starts.
+async fn accept_routed(listener: TcpListener, routes: Arc<Routes>, relay: Arc<Relay>) {
+    let mut nodelay = NoDelay::on(&listener);
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = relay.shutdown_started() => return,
+        };
+        nodelay.apply(&stream);
+        tokio::spawn(serve_connection(
+            stream,
+            peer,
+            relay.clone(),
+            routes.clone(),
+        ));
     }
 }
 

@@ -4,6 +4,7 @@
 //! `TICKRELAY_QUEUE_BYTES`); `tickrelay --help` lists them all.
 
 pub mod edge;
+mod render;
 
 use clap::Parser;
 pub use edge::{EdgeConfig, PublishMode, Target};
@@ -110,6 +111,11 @@ pub struct Config {
     /// Echo every message back on its own connection (conformance testing only).
     #[arg(long, env = "TICKRELAY_ECHO", hide = true)]
     pub echo: bool,
+
+    /// permessage-deflate for clients that offer it: `off`, `on` (payloads from 128 bytes)
+    /// or the smallest payload compressed, in bytes. A namespace's `deflate` overrides it.
+    #[arg(long, env = "TICKRELAY_DEFLATE", default_value_t)]
+    pub deflate: crate::protocol::deflate::Setting,
 
     /// Channel-table shards (rounded up to a power of two). Default: 4 x cores.
     #[arg(long, env = "TICKRELAY_SHARDS")]
@@ -230,6 +236,10 @@ pub struct Config {
     #[arg(long, env = "TICKRELAY_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 
+    /// Socket.IO (CRS) channels: `<ticker prefix>,<sentiment channel>,<signals channel>`.
+    #[arg(long, env = "TICKRELAY_SOCKETIO_CHANNELS", default_value = crate::protocol::socketio::crs::DEFAULT_CHANNELS)]
+    pub socketio_channels: String,
+
     /// Open WebSockets per client address (IPv6: per /64); more get 429. 0: no limit.
     #[arg(long, env = "TICKRELAY_MAX_CONNECTIONS_PER_IP", default_value_t = DEFAULT_MAX_CONNECTIONS_PER_IP)]
     pub max_connections_per_ip: usize,
@@ -311,6 +321,11 @@ pub struct Config {
     #[arg(skip)]
     pub namespaces: Arc<Namespaces>,
 
+    /// More listeners with their own route tables (`[[listener]]` in `--config`; see
+    /// [`crate::routes`]).
+    #[arg(skip)]
+    pub listeners: Vec<crate::routes::Listener>,
+
     /// The JWT verifier [`Config::load_file`] built from the `--jwt-*` settings; the relay
     /// uses this one rather than build its own. `None` before `load_file` (the relay then
     /// builds it) or when no JWT key is set. Load again after changing those settings.
@@ -329,6 +344,7 @@ impl Default for Config {
             demo: false,
             dashboard_public: false,
             echo: false,
+            deflate: Default::default(),
             shards: None,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
@@ -356,6 +372,7 @@ impl Default for Config {
             jwt_issuer: None,
             auth_timeout_ms: DEFAULT_AUTH_TIMEOUT_MS,
             allowed_origins: Vec::new(),
+            socketio_channels: crate::protocol::socketio::crs::DEFAULT_CHANNELS.into(),
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             trusted_reserve: DEFAULT_TRUSTED_RESERVE,
             stats_cache_ms: DEFAULT_STATS_CACHE_MS,
@@ -373,6 +390,7 @@ impl Default for Config {
             config_file: None,
             print_config: false,
             namespaces: Arc::default(),
+            listeners: Vec::new(),
             jwt: None,
         }
     }
@@ -415,6 +433,7 @@ impl Config {
     /// reads `--config` into [`Config::namespaces`].
     pub fn load_file(&mut self) -> Result<(), String> {
         self.jwt = Verifier::new(&self.jwt_settings())?.map(Arc::new);
+        crate::protocol::socketio::crs::Channels::parse(&self.socketio_channels)?;
         if let Some(url) = &self.redis {
             let c =
                 redis::Client::open(url.as_str()).map_err(|e| format!("--redis {url:?}: {e}"))?;
@@ -433,123 +452,9 @@ impl Config {
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let ns = Namespaces::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         self.namespaces = Arc::new(ns);
+        self.listeners =
+            crate::routes::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(())
-    }
-
-    /// The effective configuration, as `--print-config` shows it: every flag as a comment
-    /// (secrets masked), then the namespaces as a file `--config` reads back.
-    pub fn render(&self) -> String {
-        let mut out = String::from("# tickrelay effective configuration\n");
-        out.push_str("# flags (set with --flag or TICKRELAY_* variables):\n");
-        let secret = |v: &Option<String>| if v.is_some() { "<set>" } else { "<unset>" };
-        let mut flags: Vec<(&str, String)> = vec![
-            ("listen", self.listen.to_string()),
-            ("publish-key", secret(&self.publish_key).into()),
-            ("demo", self.demo.to_string()),
-            ("dashboard-public", self.dashboard_public.to_string()),
-            ("shards", self.shard_count().to_string()),
-            ("max-message-bytes", self.max_message_bytes.to_string()),
-            ("max-batch-bytes", self.max_batch_bytes.to_string()),
-            ("max-batch-items", self.max_batch_items.to_string()),
-            ("max-subscriptions", self.max_subscriptions.to_string()),
-            ("queue-bytes", self.queue_bytes.to_string()),
-            ("max-connections", self.max_connections.to_string()),
-            ("max-channels", self.max_channels.to_string()),
-            ("channel-idle-secs", self.channel_idle_secs.to_string()),
-            ("heartbeat-ms", self.heartbeat_ms.to_string()),
-            (
-                "handshake-timeout-ms",
-                self.handshake_timeout_ms.to_string(),
-            ),
-            (
-                "http-write-timeout-ms",
-                self.http_write_timeout_ms.to_string(),
-            ),
-            ("max-header-bytes", self.max_header_bytes.to_string()),
-            ("listen-backlog", self.listen_backlog.to_string()),
-            ("close-timeout-ms", self.close_timeout_ms.to_string()),
-            ("slow-close-grace-ms", self.slow_close_grace_ms.to_string()),
-            ("shutdown-grace-ms", self.shutdown_grace_ms.to_string()),
-            (
-                "conflate-after-bytes",
-                self.conflate_after_bytes.to_string(),
-            ),
-            ("lagging-notice-ms", self.lagging_notice_ms.to_string()),
-            ("history-max-bytes", self.history_max_bytes.to_string()),
-            ("jwt-secret", secret(&self.jwt_secret).into()),
-            (
-                "jwt-public-key",
-                self.jwt_public_key
-                    .as_ref()
-                    .map_or("<unset>".into(), |p| p.display().to_string()),
-            ),
-            ("jwt-leeway-secs", self.jwt_leeway_secs.to_string()),
-            (
-                "jwt-audience",
-                self.jwt_audience
-                    .clone()
-                    .unwrap_or_else(|| "<unset>".into()),
-            ),
-            (
-                "jwt-issuer",
-                self.jwt_issuer.clone().unwrap_or_else(|| "<unset>".into()),
-            ),
-            ("auth-timeout-ms", self.auth_timeout_ms.to_string()),
-            (
-                "allowed-origins",
-                if self.allowed_origins.is_empty() {
-                    "<any>".into()
-                } else {
-                    self.allowed_origins.join(",")
-                },
-            ),
-            (
-                "max-connections-per-ip",
-                self.max_connections_per_ip.to_string(),
-            ),
-            ("trusted-reserve", self.trusted_reserve.to_string()),
-            ("stats-cache-ms", self.stats_cache_ms.to_string()),
-            ("max-response-bytes", self.max_response_bytes.to_string()),
-            (
-                "max-http-connections",
-                self.max_http_connections.to_string(),
-            ),
-            (
-                "publisher-channel-reserve",
-                self.publisher_channel_reserve.to_string(),
-            ),
-            (
-                "max-commands-per-sec",
-                self.max_commands_per_sec.to_string(),
-            ),
-            ("command-burst", self.command_burst.to_string()),
-            (
-                "rate-limit-close-after",
-                self.rate_limit_close_after.to_string(),
-            ),
-            (
-                "config",
-                self.config_file
-                    .as_ref()
-                    .map_or("<built-in namespaces>".into(), |p| p.display().to_string()),
-            ),
-            ("redis", secret(&self.redis).into()),
-            ("redis-prefix", self.redis_prefix.clone()),
-            ("redis-linger-ms", self.redis_linger_ms.to_string()),
-            (
-                "node-id",
-                self.node_id.clone().unwrap_or_else(|| "<random>".into()),
-            ),
-            ("print-config", self.print_config.to_string()),
-            ("echo", self.echo.to_string()),
-        ];
-        flags.extend(self.upstream.settings());
-        for (k, v) in flags {
-            out.push_str(&format!("#   --{k} {v}\n"));
-        }
-        out.push('\n');
-        out.push_str(&self.namespaces.to_toml());
-        out
     }
 }
 

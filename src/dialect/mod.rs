@@ -13,25 +13,43 @@
 //! | [`V1`] | `/ws` | protocol v1: JSON commands; frames in the `envelope`, `raw` or `msgpack` format |
 //! | [`Echo`] | `/ws` with `--echo` | every message sent back unchanged (RFC 6455 conformance runs) |
 //! | [`Centrifuge`] | `/connection/websocket` | the Centrifuge client protocol (JSON): Centrifugo's SDKs |
+//! | [`Aria`] | `/ws` of a seed listener | ARIA PRO's front end: everything to everyone |
+//! | [`Sentio`] | `/ws/trade-signals`, `/ws/earnings`, `/ws/notifications`, `/ws/admin`, `/ws/market-data` | Sentio 2.0's front end: identity in the first frame |
+//! | [`AiTrading`] | `/api/ws/realtime` | AI-Trading-V2's front end |
+//! | [`Legend`] | `/api/ws` | Legend AI's front end (plus its HTTP endpoints, [`crate::http::legend`]) |
+//! | [`SocketIo`] | `/socket.io/` | Socket.IO v5 over Engine.IO v4 (WebSocket and long-polling) with the CRS events |
 //!
+//! Which path speaks which dialect is the listener's route table ([`crate::routes`]).//!
 //! The default methods speak protocol v1's replies (JSON, in the dialect's format's
 //! framing); a dialect with its own replies overrides them.
 
+mod aitrading;
+mod aria;
 mod centrifuge;
 mod echo;
+mod legend;
+mod sentio;
+pub mod socketio;
 mod v1;
 
+pub use aitrading::AiTrading;
+pub use aria::Aria;
 pub use centrifuge::Centrifuge;
 pub use echo::Echo;
+pub use legend::Legend;
+pub use sentio::Sentio;
+pub use socketio::SocketIo;
 pub use v1::V1;
 
 use bytes::Bytes;
 
 use crate::error::ErrorCode;
+use crate::metrics::{DialectCounters, Metrics};
 use crate::protocol::close::{CloseCode, Fail};
 use crate::protocol::command::{Id, ProtoError, Request};
 use crate::protocol::encode::{self, SubscribedChannel};
 use crate::protocol::format::{Format, Message};
+pub use crate::protocol::seeds::Owned;
 
 /// What one complete client message asks of the session.
 #[derive(Debug)]
@@ -46,6 +64,19 @@ pub enum Inbound<'a> {
     Fail(Fail),
     /// Nothing to do (a client's pong, an asynchronous message nobody handles).
     Ignore,
+    /// A command whose channel names the dialect made (a seed platform's vocabulary
+    /// mapped onto channels), run like [`Inbound::Request`] after the rate limit.
+    Owned(Owned),
+    /// Subscribe to (or unsubscribe from) channels whose names the dialect built (CRS
+    /// symbols become `ticker:<SYM>`), after the rate limit.
+    Channels {
+        /// Echoed in the reply.
+        id: Option<Id>,
+        /// Subscribe; else unsubscribe.
+        subscribe: bool,
+        /// Validated channel names, duplicates removed.
+        channels: Vec<String>,
+    },
 }
 
 /// Where a channel stands after a one-channel subscribe ([`Dialect::joined`]).
@@ -83,6 +114,19 @@ pub trait Dialect: Send + 'static {
     /// [`Command::Connect`]: crate::protocol::command::Command::Connect
     const HANDSHAKE: bool = false;
 
+    /// With `n > 0`, a one-channel subscribe ([`Owned::Join`]) hands the channel's newest
+    /// `n` messages to [`Dialect::joined`] instead of pushing the last value.
+    const JOIN_REPLAY: usize = 0;
+
+    /// `max_rate` of a one-channel subscribe on a conflate channel.
+    const JOIN_MAX_RATE: Option<u32> = None;
+
+    /// The counters of this dialect's connections, if its platform shows them (Legend
+    /// AI's `/api/ws/stats`).
+    fn counters(_metrics: &Metrics) -> Option<&DialectCounters> {
+        None
+    }
+
     /// The format channel messages, notices and closes are built in for this connection.
     fn format(&self) -> Format;
 
@@ -91,6 +135,12 @@ pub trait Dialect: Send + 'static {
 
     /// Told the connection's id and heartbeat before anything else happens.
     fn attach(&mut self, _conn: u64, _heartbeat_ms: u64) {}
+
+    /// What the connection does right after the welcome, without an acknowledgement (a
+    /// seed platform's subscriptions at connect).
+    fn opened(&mut self) -> Option<Owned> {
+        None
+    }
 
     /// The first frame after the upgrade, if any.
     fn welcome(&self, conn: u64, heartbeat_ms: u64) -> Option<Bytes> {
@@ -101,6 +151,12 @@ pub trait Dialect: Send + 'static {
     /// 2.5 intervals of silence from the peer).
     fn heartbeat(&self) -> &'static [u8] {
         &encode::PING_FRAME
+    }
+
+    /// Channels subscribed right after a successful handshake (CRS: sentiment and
+    /// signals reach every client without a subscribe).
+    fn channels_at_connect(&self) -> Vec<String> {
+        Vec::new()
     }
 
     /// The reply to a subscribe.

@@ -9,6 +9,8 @@
 //! |---|---|
 //! | [`command`] | no panic; a parsed command, re-encoded, parses to the same command |
 //! | [`centrifuge`] | Centrifuge frames, line by line: no panic; a push of published data is one JSON line; commands round-trip |
+//! | [`seeds`] | the seed platforms' client frames: no panic, valid channel names, replies are JSON; published data inside each template verbatim |
+//! | [`socketio`] | a polling body of Engine.IO/Socket.IO packets: no panic; packets round-trip; subscribes name valid ticker channels; message frames are one JSON event |
 //! | [`publish`] | publish bodies and channel names: accepted input is what the encoder assumes |
 //! | [`read_path`] | a whole session over a duplex: no panic or hang, only well-formed frames out |
 //! | [`upgrade`] | `validate` accepts exactly what an independent RFC 6455 oracle accepts |
@@ -28,6 +30,8 @@ mod command;
 mod frame_encode;
 mod publish;
 mod read_path;
+mod seeds;
+mod socketio;
 mod token;
 mod upgrade;
 mod upstream;
@@ -37,6 +41,8 @@ pub use command::command;
 pub use frame_encode::frame_encode;
 pub use publish::publish;
 pub use read_path::read_path;
+pub use seeds::seeds;
+pub use socketio::socketio;
 pub use token::{token, TOKEN_SECRET};
 pub use upgrade::upgrade;
 pub use upstream::upstream;
@@ -106,9 +112,13 @@ mod tests {
     #[test]
     fn the_committed_corpus_replays() {
         type Target = fn(&[u8]);
-        let targets: [(&str, Target); 8] = [
+        let targets: [(&str, Target); 10] = [
             ("centrifuge", centrifuge),
             ("upstream", upstream),
+            ("seeds", seeds),
+        let targets: [(&str, Target); 8] = [
+            ("centrifuge", centrifuge),
+            ("socketio", socketio),
             ("token", token),
             ("command", command),
             ("publish", publish),

@@ -134,6 +134,7 @@ pub fn read_path(data: &[u8]) {
             Vec::new()
         },
         peer: ([127, 0, 0, 1], 9).into(),
+        deflate: Default::default(),
     };
     let chunk = match cut {
         0 => usize::MAX,

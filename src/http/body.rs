@@ -1,5 +1,6 @@
-//! The body of every response: the whole of it at once, or a stream of chunks fed by a
-//! task through a bounded channel (`GET /sse`).
+//! The body of every response: the whole of it at once, a few chunks known at once (a
+//! Socket.IO poll: slices of shared frames, never copied together), or a stream of
+//! chunks fed by a task through a bounded channel (`GET /sse`).
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -16,6 +17,8 @@ pub struct Body(Inner);
 #[derive(Debug)]
 enum Inner {
     Full(Full<Bytes>),
+    /// Written in order; the length is known.
+    Chunks(std::collections::VecDeque<Bytes>, u64),
     /// Ends when the sender is dropped; dropping the body (the client went away) makes
     /// the sender's next send fail.
     Stream(mpsc::Receiver<Bytes>),
@@ -30,6 +33,12 @@ impl Body {
     /// An empty body.
     pub fn empty() -> Body {
         Body::full(Bytes::new())
+    }
+
+    /// A body of these chunks, in order.
+    pub fn chunks(chunks: Vec<Bytes>) -> Body {
+        let len = chunks.iter().map(|c| c.len() as u64).sum();
+        Body(Inner::Chunks(chunks.into(), len))
     }
 
     /// A body streamed from `rx`, chunk by chunk.
@@ -48,6 +57,11 @@ impl hyper::body::Body for Body {
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         match &mut self.get_mut().0 {
             Inner::Full(f) => Pin::new(f).poll_frame(cx),
+            Inner::Chunks(c, len) => {
+                let next = c.pop_front();
+                *len -= next.as_ref().map_or(0, |b| b.len() as u64);
+                Poll::Ready(next.map(|b| Ok(Frame::data(b))))
+            }
             Inner::Stream(rx) => rx.poll_recv(cx).map(|c| c.map(|b| Ok(Frame::data(b)))),
         }
     }
@@ -55,6 +69,7 @@ impl hyper::body::Body for Body {
     fn is_end_stream(&self) -> bool {
         match &self.0 {
             Inner::Full(f) => f.is_end_stream(),
+            Inner::Chunks(c, _) => c.is_empty(),
             Inner::Stream(_) => false,
         }
     }
@@ -62,6 +77,7 @@ impl hyper::body::Body for Body {
     fn size_hint(&self) -> SizeHint {
         match &self.0 {
             Inner::Full(f) => f.size_hint(),
+            Inner::Chunks(_, len) => SizeHint::with_exact(*len),
             Inner::Stream(_) => SizeHint::default(),
         }
     }

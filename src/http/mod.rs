@@ -5,17 +5,26 @@
 //! | `/ws` | GET (upgrade) | [`upgrade`] |
 //! | `/sse` | GET (event stream) | [`sse`] |
 //! | `/connection/websocket` | GET (upgrade, the Centrifuge protocol) | [`upgrade`] |
+//! | `/socket.io/` | GET, POST, OPTIONS (Engine.IO: long-polling, upgrade) | [`socketio`] |
 //! | `/publish/{channel}`, `/publish` | POST | [`publish`] |
 //! | `/history/{channel}` | GET | [`history`] |
 //! | `/stats`, `/metrics`, `/health` | GET | [`stats`] |
 //! | `/`, `/dashboard` (+ assets), `/tickrelay.js` | GET | [`dashboard`] |
+//! | a listener's own routes (`[[listener]]`), e.g. `/api/ws` | GET (upgrade) | [`upgrade`] |
+//! | `<legend route>/stats`, `<legend route>/broadcast/*` | GET, POST | [`legend`] |
+//!
+//! [`route_with`] looks a path up in the listener's route table ([`crate::routes`])
+//! first; [`route`] is the native surface every listener has.
 //!
 //! Errors are plain text, one line, with the status that fits.
 
 mod body;
+pub mod prefixed;
 pub mod dashboard;
 pub mod history;
+pub mod legend;
 pub mod publish;
+pub mod socketio;
 pub mod sse;
 pub mod stats;
 pub mod upgrade;
@@ -30,11 +39,43 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::relay::Relay;
+use crate::routes::{LegendHttp, Routes};
 
 /// The response type of every endpoint.
 pub type Resp = Response<Body>;
 
-/// Routes one request.
+/// Routes one request of a listener whose table is `routes` ([`crate::routes`]): a path
+/// the table names speaks its dialect, everything else is the native surface.
+pub async fn route_with(
+    req: Request<Incoming>,
+    relay: Arc<Relay>,
+    peer: SocketAddr,
+    routes: &Routes,
+) -> Resp {
+    let path = req.uri().path();
+    if let Some(r) = routes.get(path) {
+        return match *req.method() {
+            Method::GET => upgrade::handle_route(req, relay, peer, r, &routes.sentio).await,
+            _ => method_not_allowed("GET"),
+        };
+    }
+    match routes.legend_http(path) {
+        Some(LegendHttp::Stats) => match *req.method() {
+            Method::GET | Method::HEAD => legend::stats(&relay),
+            _ => method_not_allowed("GET"),
+        },
+        Some(LegendHttp::Broadcast(kind)) => {
+            let kind = kind.to_owned();
+            match *req.method() {
+                Method::POST => legend::broadcast(req, relay, peer, &kind, routes).await,
+                _ => method_not_allowed("POST"),
+            }
+        }
+        None => route(req, relay, peer).await,
+    }
+}
+
+/// Routes one request of the main listener.
 pub async fn route(req: Request<Incoming>, relay: Arc<Relay>, peer: SocketAddr) -> Resp {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
@@ -47,6 +88,9 @@ pub async fn route(req: Request<Incoming>, relay: Arc<Relay>, peer: SocketAddr) 
             upgrade::handle(req, relay, peer).await
         }
         upgrade::CENTRIFUGE_PATH => method_not_allowed("GET"),
+        p if p == "/socket.io" || p.starts_with(socketio::PATH) => {
+            socketio::handle(req, relay, peer).await
+        }
         "/publish" if method == Method::POST => publish::batch(req, relay).await,
         p if p.starts_with("/publish/") && method == Method::POST => {
             publish::single(req, relay, &p["/publish/".len()..]).await

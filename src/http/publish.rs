@@ -23,7 +23,7 @@ use crate::relay::Relay;
 use crate::session::access::publishing_enabled;
 
 // Errors are boxed: a response is large and this is the cold path.
-fn authorize(req: &Request<Incoming>, relay: &Relay) -> Result<Identity, Box<Resp>> {
+pub(super) fn authorize(req: &Request<Incoming>, relay: &Relay) -> Result<Identity, Box<Resp>> {
     if !publishing_enabled(relay) {
         return Err(Box::new(text(
             StatusCode::FORBIDDEN,
@@ -51,7 +51,7 @@ fn authorize(req: &Request<Incoming>, relay: &Relay) -> Result<Identity, Box<Res
 }
 
 /// Whether `who` may publish to `channel`; a 403 naming the channel otherwise.
-fn permit(relay: &Relay, who: &Identity, channel: &str) -> Result<(), Box<Resp>> {
+pub(super) fn permit(relay: &Relay, who: &Identity, channel: &str) -> Result<(), Box<Resp>> {
     let ns = &relay.config.namespaces;
     auth::may_publish(ns, who, channel, true).map_err(|d| {
         relay.metrics.error(d.code);
@@ -63,7 +63,7 @@ fn permit(relay: &Relay, who: &Identity, channel: &str) -> Result<(), Box<Resp>>
     })
 }
 
-async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Box<Resp>> {
+pub(super) async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Box<Resp>> {
     let too_big = || {
         Box::new(text(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -249,7 +249,20 @@ fn stats_json(relay: &Relay, trusted: bool) -> Vec<u8> {
             Metrics::get(&relay.metrics.frames_built[f.index()]),
         );
     }
-    out.push(b'}');
+    out.extend_from_slice(br#"},"frames_deflated":{"#);
+    for (i, f) in Format::ALL.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        j::push_str(&mut out, f.name());
+        out.push(b':');
+        j::push_u64(
+            &mut out,
+            Metrics::get(&relay.metrics.frames_deflated[f.index()]),
+        );
+    }
+    out.extend_from_slice(br#"},"messages_inflated":"#);
+    j::push_u64(&mut out, Metrics::get(&relay.metrics.messages_inflated));
     if let Some(bp) = &relay.backplane {
         backplane_json(&mut out, bp, &relay.metrics);
     }
@@ -392,6 +405,16 @@ fn prometheus(relay: &Relay) -> String {
             f.name()
         );
     }
+    let _ = writeln!(s, "# HELP tickrelay_frames_deflated_total Message frames compressed (permessage-deflate), by wire format (once per message per format, whatever the subscriber count).\n# TYPE tickrelay_frames_deflated_total counter");
+    for f in Format::ALL {
+        let v = Metrics::get(&relay.metrics.frames_deflated[f.index()]);
+        let _ = writeln!(
+            s,
+            "tickrelay_frames_deflated_total{{format=\"{}\"}} {v}",
+            f.name()
+        );
+    }
+    let _ = writeln!(s, "# HELP tickrelay_messages_inflated_total Client messages received compressed and inflated.\n# TYPE tickrelay_messages_inflated_total counter\ntickrelay_messages_inflated_total {}", Metrics::get(&relay.metrics.messages_inflated));
     let consumers = relay.consumers();
     let lags: Vec<u64> = consumers.iter().map(|c| c.lag_ms).collect();
     let queued: Vec<u64> = consumers.iter().map(|c| c.queued_bytes as u64).collect();

@@ -2,8 +2,9 @@
 //!
 //! [`validate`] is pure: it checks the request head and computes `Sec-WebSocket-Accept`,
 //! so the fuzz target and unit tests call it without a socket. [`handle`] adds the
-//! relay's own checks (query, credentials, connection limit), answers 101, and hands the
-//! upgraded stream to a session.
+//! relay's own checks (query, credentials, connection limit), negotiates
+//! permessage-deflate ([`deflate::negotiate`]), answers 101, and hands the upgraded
+//! stream to a session.
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -16,12 +17,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpStream;
 
+use super::prefixed::Prefixed;
 use super::write_timeout::WriteTimeout;
 use super::{percent_decode, text, Resp};
-use crate::dialect::{Centrifuge, Echo, V1};
+use crate::dialect::{socketio, AiTrading, Aria, Centrifuge, Echo, Legend, Sentio, SocketIo, V1};
 use crate::protocol::channel;
+use crate::protocol::deflate::{self, Deflate};
 use crate::protocol::format::Format;
 use crate::relay::{spawn_session, Relay};
+use crate::routes::Route;
 use crate::session::{self, Params};
 
 const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -190,6 +194,25 @@ pub fn parse_query(query: Option<&str>, max_subscriptions: usize) -> Result<Quer
     Ok(q)
 }
 
+/// The query of a seed platform's path: only `token` is the relay's (the platforms'
+/// own parameters, `channels` included, mean other things).
+fn seed_query(query: Option<&str>) -> Result<Query, Rejection> {
+    Ok(Query {
+        token: query_value(query, "token"),
+        ..Query::default()
+    })
+}
+
+/// The decoded value of parameter `key` in `query`, if present and well-formed.
+pub fn query_value(query: Option<&str>, key: &str) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == key)
+            .then(|| percent_decode(v, k != "token"))
+            .flatten()
+    })
+}
+
 /// The token of `Authorization: Bearer <t>`, if that header is there.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -200,11 +223,31 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// The path of the Centrifuge client protocol (JSON), as Centrifugo serves it.
 pub const CENTRIFUGE_PATH: &str = "/connection/websocket";
 
-/// Answers `GET /ws` (protocol v1) and `GET /connection/websocket` (the Centrifuge
-/// protocol, whose `connect` command carries the token). Checks, in order: the request head (400/405/426), `Origin` (403),
+/// Answers `GET /ws` (protocol v1), `GET /connection/websocket` (the Centrifuge
+/// protocol, whose `connect` command carries the token) and a Socket.IO session opened
+/// on a WebSocket (`GET /socket.io/?EIO=4&transport=websocket`, checked by
+/// [`super::socketio`] first). Checks, in order: the request head (400/405/426), `Origin` (403),
 /// the query (400), the credential (401), shutdown (503), the client address's
 /// connection limit (429), the relay's (503).
-pub async fn handle(mut req: Request<Incoming>, relay: Arc<Relay>, peer: SocketAddr) -> Resp {
+pub async fn handle(req: Request<Incoming>, relay: Arc<Relay>, peer: SocketAddr) -> Resp {
+    let route = match req.uri().path() {
+        CENTRIFUGE_PATH => Route::Centrifuge,
+        p if p.starts_with(super::socketio::PATH) => Route::SocketIo,
+        _ => Route::V1,
+    };
+    handle_route(req, relay, peer, route, &Default::default()).await
+}
+
+/// [`handle`] for a path whose protocol a listener's route table chose. The seed
+/// platforms' dialects read only `token` of the query (and Legend AI `user_id` and
+/// `connection_id`); their subscriptions at connect are their own.
+pub async fn handle_route(
+    mut req: Request<Incoming>,
+    relay: Arc<Relay>,
+    peer: SocketAddr,
+    route: Route,
+    sentio: &crate::routes::SentioSettings,
+) -> Resp {
     use crate::error::ErrorCode;
     let refuse = |r: Rejection| {
         relay
@@ -252,7 +295,12 @@ pub async fn handle(mut req: Request<Incoming>, relay: Arc<Relay>, peer: SocketA
             "origin not allowed (see --allowed-origins)",
         ));
     }
-    let query = match parse_query(req.uri().query(), relay.config.max_subscriptions) {
+    let seed = route.seed();
+    let query = match seed {
+        true => seed_query(req.uri().query()),
+        false => parse_query(req.uri().query(), relay.config.max_subscriptions),
+    };
+    let mut query = match query {
         Ok(q) => q,
         Err(r) => return refuse(r),
     };
@@ -312,12 +360,45 @@ pub async fn handle(mut req: Request<Incoming>, relay: Arc<Relay>, peer: SocketA
         false => relay.config.max_subscriptions,
     };
     let v1 = V1::new(query.format).with_max_channels(per_command);
-    let echo = relay.config.echo;
-    let centrifuge = req.uri().path() == CENTRIFUGE_PATH;
+    let echo = relay.config.echo && route == Route::V1;
+    let legend = match route {
+        Route::Legend => {
+            let q = |k: &str| query_value(req.uri().query(), k);
+            Some(Legend::new(
+                q("user_id").as_deref(),
+                q("connection_id").as_deref(),
+            ))
+        }
+        _ => None,
+    };
+    let sentio = route
+        .sentio()
+        .map(|e| Sentio::new(e, sentio.clone(), identity.sub(), identity.admin()));
+    if seed {
+        query.channels.clear();
+    }
+    let sio = (route == Route::SocketIo).then(|| {
+        SocketIo::new(
+            socketio::new_sid(),
+            false,
+            relay.config.max_message_bytes,
+            relay.config.max_subscriptions,
+        )
+    });
+    let agreed = relay
+        .config
+        .namespaces
+        .any_deflate(relay.config.deflate)
+        .then(|| {
+            let offers = req.headers().get_all(header::SEC_WEBSOCKET_EXTENSIONS);
+            deflate::negotiate(offers.iter().filter_map(|v| v.to_str().ok()))
+        })
+        .flatten();
     let params = Params {
         identity,
         channels: query.channels,
         peer,
+        deflate: agreed.as_ref().map_or(Deflate::OFF, |a| a.deflate),
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     // The upgrade resolves only after hyper has written this 101 response, so it must be
@@ -338,12 +419,27 @@ pub async fn handle(mut req: Request<Incoming>, relay: Arc<Relay>, peer: SocketA
         // ~650 B more per idle connection (W3, measured).
         macro_rules! run_session {
             ($r:expr, $w:expr) => {
-                if echo {
-                    session::run($r, $w, task_relay, Echo, params).await
-                } else if centrifuge {
-                    session::run($r, $w, task_relay, Centrifuge::new(), params).await
-                } else {
-                    session::run($r, $w, task_relay, v1, params).await
+                match (route, legend) {
+                    _ if echo => session::run($r, $w, task_relay, Echo, params).await,
+                    _ if sentio.is_some() => {
+                        if let Some(s) = sentio {
+                            session::run($r, $w, task_relay, s, params).await
+                        }
+                    }
+                    (Route::Centrifuge, _) => {
+                        session::run($r, $w, task_relay, Centrifuge::new(), params).await
+                    }
+                    (Route::Aria, _) => session::run($r, $w, task_relay, Aria::new(), params).await,
+                    (Route::AiTrading, _) => {
+                        session::run($r, $w, task_relay, AiTrading, params).await
+                    }
+                    (Route::Legend, Some(l)) => session::run($r, $w, task_relay, l, params).await,
+                    (Route::SocketIo, _) if sio.is_some() => {
+                        if let Some(s) = sio {
+                            session::run($r, $w, task_relay, s, params).await
+                        }
+                    }
+                    _ => session::run($r, $w, task_relay, v1, params).await,
                 }
             };
         }
@@ -370,45 +466,10 @@ pub async fn handle(mut req: Request<Incoming>, relay: Arc<Relay>, peer: SocketA
     }
     if let Some(Ok(v)) = chain.map(|c| HeaderValue::from_str(&c)) {
         h.insert(crate::upstream::PATH_HEADER, v);
+    if let Some(Ok(v)) = agreed.map(|a| HeaderValue::from_str(&a.response)) {
+        h.insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
     }
     resp
-}
-
-/// A read half that first yields bytes hyper had already read past the request head
-/// (a client may send its first frame right behind the handshake).
-pub struct Prefixed<R> {
-    prefix: Bytes,
-    inner: R,
-}
-
-impl<R> Prefixed<R> {
-    /// `prefix` is read before `inner`. It is copied out (or dropped when empty): a
-    /// slice of hyper's read buffer would keep that whole buffer alive for the life of the
-    /// connection.
-    pub fn new(prefix: Bytes, inner: R) -> Self {
-        let prefix = if prefix.is_empty() {
-            Bytes::new()
-        } else {
-            Bytes::copy_from_slice(&prefix)
-        };
-        Prefixed { prefix, inner }
-    }
-}
-
-impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Prefixed<R> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            let chunk = self.prefix.split_to(n);
-            buf.put_slice(&chunk);
-            return std::task::Poll::Ready(Ok(()));
-        }
-        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
 }
 
 #[cfg(test)]

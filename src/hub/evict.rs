@@ -123,6 +123,7 @@ mod tests {
             conn: 1,
             outbox: Arc::new(crate::outbox::Outbox::new(1 << 20)),
             format: crate::protocol::format::Format::ENVELOPE,
+            deflate: Default::default(),
         };
         let epoch = stalest.position.epoch;
         let r = h

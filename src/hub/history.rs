@@ -19,6 +19,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::protocol::deflate::{self, Deflate};
 use crate::protocol::format::{Format, Frames, Message};
 
 /// Bytes an entry costs beyond its frame (the ring slot and the `Bytes` handle).
@@ -70,8 +71,9 @@ pub struct Entry {
     pub ts: u64,
     /// The publisher's `data`, verbatim.
     pub data: Bytes,
-    /// The frames built for this message so far, by format.
-    frames: SmallVec<[(Format, Bytes); 1]>,
+    /// The frames built for this message so far, by format (plain, or compressed:
+    /// `true`; an empty compressed frame: compressing gained nothing).
+    frames: SmallVec<[(Format, bool, Bytes); 1]>,
     /// `data` lies inside one of `frames` (one allocation, counted once).
     data_shared: bool,
 }
@@ -87,7 +89,10 @@ impl Entry {
                 if shared.is_none() {
                     shared = f.data_in(frame, data.len());
                 }
-                frames.push((f, frame.clone()));
+                frames.push((f, false, frame.clone()));
+            }
+            if let Some(z) = built.get_deflated(f) {
+                frames.push((f, true, z.clone()));
             }
         }
         Entry {
@@ -101,7 +106,7 @@ impl Entry {
     }
 
     fn cost(&self) -> usize {
-        let frames: usize = self.frames.iter().map(|(_, b)| b.len()).sum();
+        let frames: usize = self.frames.iter().map(|(_, _, b)| b.len()).sum();
         frames + if self.data_shared { 0 } else { self.data.len() } + ENTRY_OVERHEAD
     }
 
@@ -118,10 +123,14 @@ impl Entry {
 
     /// The frame of `format`, if built.
     pub fn frame(&self, format: Format) -> Option<&Bytes> {
+        self.encoded(format, false)
+    }
+
+    fn encoded(&self, format: Format, deflated: bool) -> Option<&Bytes> {
         self.frames
             .iter()
-            .find(|(f, _)| *f == format)
-            .map(|(_, b)| b)
+            .find(|(f, z, _)| *f == format && *z == deflated)
+            .map(|(_, _, b)| b)
     }
 }
 
@@ -266,24 +275,50 @@ impl History {
     }
 
     /// The frame of `format` for the message at ring index `i`, built from the neutral
-    /// message and kept if no publish or replay built it before (then `built` is true).
+    /// message and kept if no publish or replay built it before (then `built.0` is true).
+    /// With `deflate` (the subscriber's agreement and the channel's threshold), its
+    /// compressed form where that applies, likewise compressed once and kept (then
+    /// `built.1` is true).
     pub fn frame_at(
         &mut self,
         i: usize,
         format: Format,
-        channel: &str,
-        epoch: &str,
+        deflate: Option<(Deflate, usize)>,
+        (channel, epoch): (&str, &str),
         budget: &Budget,
-    ) -> Option<(Bytes, bool)> {
+    ) -> Option<(Bytes, (bool, bool))> {
         let e = self.ring.get_mut(i)?;
-        if let Some(b) = e.frame(format) {
-            return Some((b.clone(), false));
+        let mut built = (false, false);
+        let plain = match e.frame(format) {
+            Some(b) => b.clone(),
+            None => {
+                let b = format.message(&e.message(channel, epoch));
+                e.frames.push((format, false, b.clone()));
+                self.bytes += b.len();
+                budget.bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
+                built.0 = true;
+                b
+            }
+        };
+        let Some((agreed, threshold)) = deflate else {
+            return Some((plain, built));
+        };
+        let len = crate::protocol::format::payload_len(&plain);
+        if len < threshold || !agreed.fits(len) {
+            return Some((plain, built));
         }
-        let b = format.message(&e.message(channel, epoch));
-        e.frames.push((format, b.clone()));
-        self.bytes += b.len();
-        budget.bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
-        Some((b, true))
+        let z = match e.encoded(format, true) {
+            Some(z) => z.clone(),
+            None => {
+                let z = deflate::compress_frame(&plain).unwrap_or_default();
+                e.frames.push((format, true, z.clone()));
+                self.bytes += z.len();
+                budget.bytes.fetch_add(z.len() as u64, Ordering::Relaxed);
+                built.1 = true;
+                z
+            }
+        };
+        Some((if z.is_empty() { plain } else { z }, built))
     }
 
     /// Held messages from ring index `i` on, oldest first.
@@ -351,18 +386,43 @@ mod tests {
         assert_eq!(e.cost(), env.len() + ENTRY_OVERHEAD, "counted once");
         h.push(e, &b);
         let before = h.bytes();
-        let (raw, built) = h.frame_at(0, Format::RAW, "c", "abcd1234", &b).unwrap();
+        let at = ("c", "abcd1234");
+        let (raw, (built, _)) = h.frame_at(0, Format::RAW, None, at, &b).unwrap();
         assert!(built);
         assert_eq!(&raw[2..], br#"{"p":"\u00e9"}"#);
         assert_eq!(h.bytes(), before + raw.len(), "a cached frame is counted");
-        let (again, built) = h.frame_at(0, Format::RAW, "c", "abcd1234", &b).unwrap();
+        let (again, (built, _)) = h.frame_at(0, Format::RAW, None, at, &b).unwrap();
         assert!(!built);
         assert_eq!(again.as_ptr(), raw.as_ptr());
-        let (env2, built) = h
-            .frame_at(0, Format::ENVELOPE, "c", "abcd1234", &b)
-            .unwrap();
+        let (env2, (built, _)) = h.frame_at(0, Format::ENVELOPE, None, at, &b).unwrap();
         assert!(!built);
         assert_eq!(env2, env);
+        assert_eq!(b.bytes.load(Ordering::Relaxed) as usize, h.bytes());
+    }
+
+    #[test]
+    fn a_replay_compresses_once_and_keeps_it() {
+        let b = Budget::new(usize::MAX);
+        let mut h = History::new(3, None);
+        h.push(entry(1, &format!("[{}]", "1,".repeat(100) + "1")), &b);
+        let at = ("c", "abcd1234");
+        let wide = Some((Deflate::with_window(15), 64));
+        let (z, (_, compressed)) = h.frame_at(0, Format::ENVELOPE, wide, at, &b).unwrap();
+        assert!(compressed);
+        assert_eq!(z[0] & deflate::RSV1, deflate::RSV1);
+        let (again, (_, compressed)) = h.frame_at(0, Format::ENVELOPE, wide, at, &b).unwrap();
+        assert!(!compressed);
+        assert_eq!(again.as_ptr(), z.as_ptr(), "kept and shared");
+        // A window of 256 bytes cannot take this payload; a high threshold skips it.
+        for other in [
+            (Deflate::with_window(8), 64),
+            (Deflate::with_window(15), 1 << 20),
+        ] {
+            let (plain, _) = h
+                .frame_at(0, Format::ENVELOPE, Some(other), at, &b)
+                .unwrap();
+            assert_eq!(plain[0] & deflate::RSV1, 0);
+        }
         assert_eq!(b.bytes.load(Ordering::Relaxed) as usize, h.bytes());
     }
 

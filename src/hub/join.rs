@@ -27,6 +27,9 @@ pub enum Replay {
         /// Refuse an unrecoverable position instead of sending the newest message.
         refuse_gap: bool,
     },
+    /// No recovery: hand back the channel's newest `n` messages instead of pushing the
+    /// last value (Legend AI's history frame).
+    Newest(usize),
 }
 
 /// The result of [`Hub::join`].
@@ -110,7 +113,14 @@ impl Hub {
                     }
                     _ => Coverage::Gap,
                 };
-                let newest = st.history.len().saturating_sub(1)..st.history.len();
+                let n = match mode {
+                    Replay::Newest(n) => n,
+                    _ => 1,
+                };
+                let newest = st.history.len().saturating_sub(n)..st.history.len();
+                if matches!(mode, Replay::Newest(_)) {
+                    coverage = Coverage::Gap;
+                }
                 let replay = match coverage {
                     Coverage::UpToDate => 0..0,
                     Coverage::From(i) => i..st.history.len(),
@@ -118,15 +128,24 @@ impl Hub {
                 };
                 frames.reserve(replay.len());
                 let epoch = st.epoch;
+                // Handed-back frames go inside a dialect's reply: never compressed.
+                let deflate = match (mode, st.deflate) {
+                    (Replay::Push, Some(t)) if sub.deflate.on() => Some((sub.deflate, t)),
+                    _ => None,
+                };
                 for i in replay {
+                    let at = (name, epoch.as_str());
                     let Some((frame, built)) =
                         st.history
-                            .frame_at(i, sub.format, name, epoch.as_str(), &self.budget)
+                            .frame_at(i, sub.format, deflate, at, &self.budget)
                     else {
                         break;
                     };
-                    if built {
+                    if built.0 {
                         self.metrics.frame_built(sub.format);
+                    }
+                    if built.1 {
+                        self.metrics.deflated(sub.format);
                     }
                     frames.push(frame);
                 }
@@ -152,7 +171,8 @@ impl Hub {
                     self.watchers.tell(&ch.name, InterestEvent::First);
                 }
             }
-            let hand_back = matches!(mode, Replay::HandBack { .. }) && recovered == Some(true);
+            let hand_back = (matches!(mode, Replay::HandBack { .. }) && recovered == Some(true))
+                || matches!(mode, Replay::Newest(_));
             if hand_back {
                 // Handed back: the caller's reply carries them.
             } else {

@@ -5,12 +5,15 @@
 //! channel has its own locks (see [`shard`] for the order). The hub moves neutral
 //! messages (channel, epoch, offset, ts, the publisher's verbatim data): a publish builds
 //! one complete frame per wire format in use among the channel's subscribers
-//! ([`crate::protocol::format`]) and pushes clones of the same `Bytes` to every
-//! subscriber of that format's [`Outbox`]: no per-subscriber serialization or allocation,
+//! ([`crate::protocol::format`]), compresses it once more for subscribers that negotiated
+//! permessage-deflate, and pushes clones of the same `Bytes` to every subscriber of that
+//! format's [`Outbox`]: no per-subscriber serialization, compression or allocation,
 //! and no lock held while touching a socket (sockets belong to the writer tasks).
 //!
 //! Subscribing and what a new subscriber is replayed (pushed, or handed back for a
-//! dialect's subscribe reply) are in `join.rs` ([`Hub::subscribe`], [`Hub::join`]).
+//! dialect's subscribe reply) are in `join.rs` ([`Hub::subscribe`], [`Hub::join`]);
+//! namespace-wide subscriptions for dialects in `wild.rs`
+//! ([`Hub::subscribe_namespace`]).
 //!
 //! Offsets are assigned here ([`Hub::publish`]) or elsewhere ([`Hub::publish_at`]: an
 //! upstream relay or a backplane), and whoever registered an [`Interest`] is told when a
@@ -23,6 +26,7 @@ mod join;
 mod mirror;
 pub mod shard;
 mod wanted;
+mod wild;
 
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -125,6 +129,10 @@ pub struct Hub {
     watchers: Watchers,
     /// Channels only publishers may create (see [`Hub::ensure_subscriber_channels`]).
     publisher_reserve: usize,
+    /// Namespace-wide subscribers, by namespace (see `wild.rs`).
+    wild: parking_lot::RwLock<std::collections::HashMap<Box<str>, Vec<Subscriber>>>,
+    /// permessage-deflate for namespaces that do not set their own.
+    deflate: crate::protocol::deflate::Setting,
 }
 
 /// Milliseconds since the Unix epoch (the `ts` of a message).
@@ -155,7 +163,15 @@ impl Hub {
             next_channel_id: AtomicU64::new(1),
             watchers: Watchers::default(),
             publisher_reserve: 0,
+            wild: Default::default(),
+            deflate: Default::default(),
         }
+    }
+
+    /// Compresses messages as `setting` says in namespaces that do not set `deflate`.
+    pub fn with_deflate(mut self, setting: crate::protocol::deflate::Setting) -> Self {
+        self.deflate = setting;
+        self
     }
 
     /// Uses `namespaces` for history sizes and caps all history at `max_bytes`.
@@ -227,9 +243,18 @@ impl Hub {
         let history = History::new(ns.history, ns.history_ttl);
         let id = self.next_channel_id.fetch_add(1, Ordering::Relaxed);
         let conflate = ns.delivery == crate::namespace::Delivery::Conflate;
-        let ch = Arc::new(Channel::new(id, name, conflate, self.new_epoch(), history));
+        let deflate = ns.deflate.unwrap_or(self.deflate).threshold();
+        let ch = Arc::new(Channel::new(
+            id,
+            name,
+            (conflate, deflate),
+            self.new_epoch(),
+            history,
+        ));
         map.insert(name.into(), ch.clone());
+        drop(map);
         self.channel_count.fetch_add(1, Ordering::Relaxed);
+        self.add_namespace_subscribers(&ch);
         Ok(ch)
     }
 
@@ -278,7 +303,7 @@ impl Hub {
                 s.outbox.push(reset);
             }
             // Every subscriber's format was in use when the frames were built.
-            let Some(frame) = prepared.frames.get(s.format) else {
+            let Some(frame) = prepared.frames.for_subscriber(s.format, s.deflate) else {
                 continue;
             };
             match s.outbox.push_lane(frame, &lane) {

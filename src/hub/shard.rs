@@ -16,6 +16,7 @@ use std::time::Instant;
 use super::history::{Budget, Entry, History};
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
+use crate::protocol::deflate::Deflate;
 use crate::protocol::format::{Format, FormatCounts, Frames, Message};
 
 /// A subscriber as the hub sees it: where to push, and which frame it wants.
@@ -27,6 +28,8 @@ pub struct Subscriber {
     pub outbox: Arc<Outbox>,
     /// The wire format of the frames it is pushed.
     pub format: Format,
+    /// Whether (and within which window) it takes compressed frames.
+    pub deflate: Deflate,
 }
 
 /// A channel epoch: 8 characters of `[a-z0-9]`, new whenever a channel (and with it its
@@ -73,6 +76,9 @@ pub(crate) struct ChannelState {
     snapshot: Option<Arc<[Subscriber]>>,
     /// Subscribers per format: a publish builds the frames of these formats only.
     formats: FormatCounts,
+    /// Payloads from this size are compressed for subscribers that negotiated
+    /// permessage-deflate (the namespace's setting; `None`: never).
+    pub(crate) deflate: Option<usize>,
     pub(crate) last_active: Instant,
     /// The last messages, as frames.
     pub(crate) history: History,
@@ -107,7 +113,13 @@ pub(crate) struct Prepared {
 }
 
 impl Channel {
-    pub(crate) fn new(id: u64, name: &str, conflate: bool, epoch: Epoch, history: History) -> Self {
+    pub(crate) fn new(
+        id: u64,
+        name: &str,
+        (conflate, deflate): (bool, Option<usize>),
+        epoch: Epoch,
+        history: History,
+    ) -> Self {
         Channel {
             id,
             name: name.into(),
@@ -119,6 +131,7 @@ impl Channel {
                 index: HashMap::new(),
                 snapshot: None,
                 formats: FormatCounts::default(),
+                deflate,
                 last_active: Instant::now(),
                 history,
                 removed: false,
@@ -136,7 +149,7 @@ impl ChannelState {
         }
         self.index.insert(sub.conn, self.subs.len());
         self.subs.push(sub.clone());
-        self.formats.add(sub.format);
+        self.formats.add(sub.format, sub.deflate.on());
         self.snapshot = None;
         true
     }
@@ -155,7 +168,7 @@ impl ChannelState {
         if let Some(moved) = self.subs.get(i) {
             self.index.insert(moved.conn, i);
         }
-        self.formats.remove(gone.format);
+        self.formats.remove(gone.format, gone.deflate.on());
         self.snapshot = None;
         self.last_active = Instant::now();
         true
@@ -166,7 +179,8 @@ impl ChannelState {
     }
 
     /// Assigns the next offset, builds the frame of each format in use once for
-    /// everyone, and keeps the message in the history.
+    /// everyone (and its compressed form once for every compressing subscriber), and
+    /// keeps the message in the history.
     pub(crate) fn prepare(
         &mut self,
         name: &str,
@@ -190,6 +204,13 @@ impl ChannelState {
         for f in self.formats.present() {
             frames.get_or_build(f, &m);
             metrics.frame_built(f);
+        }
+        if let Some(threshold) = self.deflate {
+            for f in self.formats.deflating() {
+                if frames.deflate(f, threshold) {
+                    metrics.deflated(f);
+                }
+            }
         }
         self.history.expire(now, budget);
         if self.history.keeps() {

@@ -15,6 +15,7 @@ fn sub(conn: u64, format: Format) -> Subscriber {
         conn,
         outbox: Arc::new(Outbox::new(1 << 20)),
         format,
+        deflate: Default::default(),
     }
 }
 

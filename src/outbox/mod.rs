@@ -150,6 +150,8 @@ pub struct Outbox {
     notice_after: Duration,
     /// The connection's wire format: builds its notices and its slow-consumer close.
     format: Format,
+    /// permessage-deflate as the upgrade negotiated it.
+    deflate: crate::protocol::deflate::Deflate,
 }
 
 /// How far behind its channels a connection is: see [`Outbox::lag_ms`].
@@ -173,6 +175,7 @@ impl Outbox {
             soft: conflate_after.min(limit),
             notice_after,
             format: Format::ENVELOPE,
+            deflate: Default::default(),
         }
     }
 
@@ -185,6 +188,17 @@ impl Outbox {
     /// The connection's wire format.
     pub fn format(&self) -> Format {
         self.format
+    }
+
+    /// Sets the connection's permessage-deflate agreement.
+    pub fn with_deflate(mut self, deflate: crate::protocol::deflate::Deflate) -> Self {
+        self.deflate = deflate;
+        self
+    }
+
+    /// The connection's permessage-deflate agreement (off unless negotiated).
+    pub fn deflate(&self) -> crate::protocol::deflate::Deflate {
+        self.deflate
     }
 
     /// Queues a shared frame (a refcount bump, no copy) on the reliable lane: replies,

@@ -14,14 +14,24 @@
 //! | 2 | `msgpack` | binary MessagePack: the envelope's fields, `data` transcoded |
 //! | 3 | `centrifuge` | Centrifuge text: `{"push":{"channel":..,"pub":{"data":..,"offset":..}}}` |
 //! | 4 | `sse` | Server-Sent Events (`GET /sse`): `id: <epoch>:<offset>` and the envelope ([`super::sse`]) |
+//! | 5 | `aria` | ARIA PRO: `{"type":"tick","timestamp":iso,"data":..}` ([`super::seeds::aria`]) |
+//! | 6 | `sentio` | Sentio 2.0: `{"type":"trade_signals","data":[..],"timestamp":iso}` ([`super::seeds::sentio`]) |
+//! | 7 | `aitrading` | AI-Trading-V2: `{"type":"MARKET_UPDATE","symbol":..,"timestamp":ms,<data's members>}` ([`super::seeds::aitrading`]) |
+//! | 8 | `legend` | Legend AI: `{"type":"price_update","ticker":..,"timestamp":iso,<data's members>}` ([`super::seeds::legend`]) |
+//! | 9 | `socketio` | Socket.IO text: `42["market_update",{"<SYM>":..}]` and the other CRS events ([`super::socketio::crs`]) |
 //!
-//! A new format (a dialect's message template, a compressed variant) is one more id here
-//! and one more arm in each `match`.
+//! A new format (a dialect's message template) is one more id here and one more arm in
+//! each `match`. A compressed variant is not a format: a connection that negotiated
+//! permessage-deflate takes its format's *deflated* frame, a second slot per format in
+//! [`Frames`], built from the plain frame once per message and shared the same way
+//! ([`super::deflate`]).
 
 use bytes::Bytes;
 
 use super::close::CloseCode;
-use super::{centrifuge, encode, msgpack, sse};
+use super::deflate::{self, Deflate};
+use super::seeds::{aitrading, aria, legend, sentio};
+use super::{centrifuge, encode, msgpack, socketio, sse};
 
 /// A wire format's id (an index into per-format tables).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -61,8 +71,18 @@ impl Format {
     pub const CENTRIFUGE: Format = Format(3);
     /// Server-Sent Events: a message is an event whose id is its position.
     pub const SSE: Format = Format(4);
+    /// ARIA PRO's `{"type":..,"timestamp":..,"data":..}` (the data wrapped).
+    pub const ARIA: Format = Format(5);
+    /// Sentio 2.0's `{"type":..,"data":..,"timestamp":..}` (arrays for signals, quotes).
+    pub const SENTIO: Format = Format(6);
+    /// AI-Trading-V2's flat upper-case frames (the data's members spliced in).
+    pub const AITRADING: Format = Format(7);
+    /// Legend AI's typed frames (the data's members spliced in).
+    pub const LEGEND: Format = Format(8);
+    /// Socket.IO: a message is a CRS event (`market_update`, `trading_signal`, ..).
+    pub const SOCKETIO: Format = Format(9);
     /// How many formats there are (the length of per-format tables).
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = 10;
     /// Every format, by id.
     pub const ALL: [Format; Format::COUNT] = [
         Format::ENVELOPE,
@@ -70,6 +90,11 @@ impl Format {
         Format::MSGPACK,
         Format::CENTRIFUGE,
         Format::SSE,
+        Format::ARIA,
+        Format::SENTIO,
+        Format::AITRADING,
+        Format::LEGEND,
+        Format::SOCKETIO,
     ];
 
     /// The index of this format in per-format tables.
@@ -85,6 +110,11 @@ impl Format {
             Format::MSGPACK => "msgpack",
             Format::CENTRIFUGE => "centrifuge",
             Format::SSE => "sse",
+            Format::ARIA => "aria",
+            Format::SENTIO => "sentio",
+            Format::AITRADING => "aitrading",
+            Format::LEGEND => "legend",
+            Format::SOCKETIO => "socketio",
             _ => "envelope",
         }
     }
@@ -96,7 +126,12 @@ impl Format {
 
     /// Whether protocol v1 speaks it (`?format=` may name it).
     pub fn v1(self) -> bool {
-        self != Format::CENTRIFUGE && self != Format::SSE
+        self <= Format::MSGPACK
+    }
+
+    /// Whether it is a seed platform's format (whose clients know no relay notices).
+    pub fn seed(self) -> bool {
+        Format::ARIA <= self && self <= Format::LEGEND
     }
 
     /// Whether its frames are binary (else text).
@@ -111,6 +146,11 @@ impl Format {
             Format::MSGPACK => msgpack::message_frame(m),
             Format::CENTRIFUGE => centrifuge::push_frame(m),
             Format::SSE => sse::message(m.channel, m.epoch, m.offset, m.ts, m.data),
+            Format::ARIA => aria::message_frame(m),
+            Format::SENTIO => sentio::message_frame(m),
+            Format::AITRADING => aitrading::message_frame(m),
+            Format::LEGEND => legend::message_frame(m),
+            Format::SOCKETIO => socketio::crs::message_frame(m),
             _ => encode::message_frame(m.channel, m.offset, m.ts, m.data),
         }
     }
@@ -132,17 +172,26 @@ impl Format {
     /// `lagging`: this connection has been getting only the newest of the channel's
     /// messages (`skipped` so far).
     pub fn lagging(self, channel: &str, skipped: u64) -> Bytes {
+        if self.seed() {
+            return Bytes::new(); // the platforms' front ends have no such message
+        }
         self.notice(encode::lagging(channel, skipped))
     }
 
     /// `caught_up`: full flow again, `skipped` in all.
     pub fn caught_up(self, channel: &str, skipped: u64) -> Bytes {
+        if self.seed() {
+            return Bytes::new();
+        }
         self.notice(encode::caught_up(channel, skipped))
     }
 
     /// `reset`: the channel's history was lost where it is kept; it now stands at
     /// `epoch`/`offset` (see [`encode::reset`]).
     pub fn reset(self, channel: &str, epoch: &str, offset: u64) -> Bytes {
+        if self.seed() {
+            return Bytes::new();
+        }
         self.notice(encode::reset(channel, epoch, offset))
     }
 
@@ -153,6 +202,7 @@ impl Format {
         match self {
             Format::MSGPACK => msgpack::from_json_frame(&json_frame),
             Format::SSE => sse::notice(&json_frame),
+            Format::SOCKETIO => socketio::notice(&json_frame),
             _ => json_frame,
         }
     }
@@ -167,10 +217,13 @@ impl Format {
     }
 }
 
-/// One message's frames: at most one per format, built on first use, then shared.
+/// One message's frames: at most one per format, built on first use, then shared; and
+/// beside each, its permessage-deflate encoding when some subscriber takes one.
 #[derive(Debug, Default, Clone)]
 pub struct Frames {
     slots: [Option<Bytes>; Format::COUNT],
+    /// Compressed frames; an empty one: compressing was tried and gained nothing.
+    deflated: [Option<Bytes>; Format::COUNT],
 }
 
 impl Frames {
@@ -180,6 +233,14 @@ impl Frames {
         self.slots[format.index()].as_ref()
     }
 
+    /// The compressed frame of `format`, if built and smaller than the plain one.
+    #[inline]
+    pub fn get_deflated(&self, format: Format) -> Option<&Bytes> {
+        self.deflated[format.index()]
+            .as_ref()
+            .filter(|b| !b.is_empty())
+    }
+
     /// The frame of `format`, building it from `m` if this is its first use. Returns the
     /// frame and whether it was built now.
     pub fn get_or_build(&mut self, format: Format, m: &Message<'_>) -> (&Bytes, bool) {
@@ -187,27 +248,73 @@ impl Frames {
         let built = slot.is_none();
         (slot.get_or_insert_with(|| format.message(m)), built)
     }
+
+    /// Compresses the (built) frame of `format` unless done before or its payload is
+    /// under `threshold` bytes. Returns whether a compression ran.
+    pub fn deflate(&mut self, format: Format, threshold: usize) -> bool {
+        let i = format.index();
+        let Some(plain) = &self.slots[i] else {
+            return false;
+        };
+        if self.deflated[i].is_some() || payload_len(plain) < threshold {
+            return false;
+        }
+        self.deflated[i] = Some(deflate::compress_frame(plain).unwrap_or_default());
+        true
+    }
+
+    /// What a subscriber of `format` that agreed `deflate` is sent: the compressed frame
+    /// when there is one its window fits, else the plain one.
+    #[inline]
+    pub fn for_subscriber(&self, format: Format, deflate: Deflate) -> Option<&Bytes> {
+        let plain = self.get(format)?;
+        match self.get_deflated(format) {
+            Some(z) if deflate.fits(payload_len(plain)) => Some(z),
+            _ => Some(plain),
+        }
+    }
 }
 
-/// How many subscribers use each format (so a publish builds only the formats in use).
+/// The payload length of a frame the relay built (its header is at most 10 bytes).
+pub fn payload_len(frame: &[u8]) -> usize {
+    encode::decode_head(frame).map_or(frame.len(), |h| h.len as usize)
+}
+
+/// How many subscribers use each format, and how many of those take it compressed (so
+/// a publish builds and compresses only what is in use).
 #[derive(Debug, Default, Clone, Copy)]
-pub struct FormatCounts([u32; Format::COUNT]);
+pub struct FormatCounts {
+    plain: [u32; Format::COUNT],
+    deflating: [u32; Format::COUNT],
+}
 
 impl FormatCounts {
-    /// One more subscriber of `f`.
-    pub fn add(&mut self, f: Format) {
-        self.0[f.index()] += 1;
+    /// One more subscriber of `f` (`deflate`: that negotiated compression).
+    pub fn add(&mut self, f: Format, deflate: bool) {
+        self.plain[f.index()] += 1;
+        self.deflating[f.index()] += deflate as u32;
     }
 
     /// One subscriber of `f` fewer.
-    pub fn remove(&mut self, f: Format) {
-        let c = &mut self.0[f.index()];
+    pub fn remove(&mut self, f: Format, deflate: bool) {
+        let c = &mut self.plain[f.index()];
         *c = c.saturating_sub(1);
+        let d = &mut self.deflating[f.index()];
+        *d = d.saturating_sub(deflate as u32);
     }
 
     /// The formats that at least one subscriber uses.
     pub fn present(&self) -> impl Iterator<Item = Format> + '_ {
-        Format::ALL.into_iter().filter(|f| self.0[f.index()] > 0)
+        Format::ALL
+            .into_iter()
+            .filter(|f| self.plain[f.index()] > 0)
+    }
+
+    /// The formats that at least one compressing subscriber uses.
+    pub fn deflating(&self) -> impl Iterator<Item = Format> + '_ {
+        Format::ALL
+            .into_iter()
+            .filter(|f| self.deflating[f.index()] > 0)
     }
 }
 
@@ -217,8 +324,9 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_ids_index_the_tables() {
-        for (i, f) in Format::ALL.into_iter().enumerate() {
-            assert_eq!(f.index(), i);
+        let mut seen = std::collections::HashSet::new();
+        for f in Format::ALL {
+            assert!(f.index() < Format::COUNT && seen.insert(f.index()));
             assert_eq!(Format::from_name(f.name()), Some(f));
         }
         assert_eq!(Format::from_name("xml"), None);
@@ -250,18 +358,53 @@ mod tests {
     }
 
     #[test]
+    fn the_deflated_frame_is_built_once_and_only_above_the_threshold() {
+        let data =
+            br#"{"price":43250.5,"bid":43250.0,"ask":43251.0,"volume":1234.5,"venue":"demo"}"#;
+        let m = Message {
+            channel: "ticker:BTC-USD",
+            epoch: "abcd1234",
+            offset: 3,
+            ts: 9,
+            data,
+        };
+        let mut frames = Frames::default();
+        assert!(!frames.deflate(Format::ENVELOPE, 0), "no plain frame yet");
+        let plain = frames.get_or_build(Format::ENVELOPE, &m).0.clone();
+        assert!(
+            !frames.deflate(Format::ENVELOPE, plain.len()),
+            "under the threshold"
+        );
+        assert!(frames.deflate(Format::ENVELOPE, 64));
+        assert!(!frames.deflate(Format::ENVELOPE, 64), "once");
+        let z = frames.get_deflated(Format::ENVELOPE).unwrap().clone();
+        assert!(z.len() < plain.len());
+        let wide = frames.for_subscriber(Format::ENVELOPE, Deflate::with_window(15));
+        assert_eq!(wide.map(|b| b.as_ptr()), Some(z.as_ptr()), "shared");
+        let narrow = frames.for_subscriber(Format::ENVELOPE, Deflate::with_window(8));
+        assert_eq!(narrow, Some(&z), "the payload fits 256 bytes");
+        assert_eq!(
+            frames.for_subscriber(Format::ENVELOPE, Deflate::OFF),
+            Some(&plain)
+        );
+        assert_eq!(frames.for_subscriber(Format::RAW, Deflate::OFF), None);
+    }
+
+    #[test]
     fn counts_say_which_formats_are_present() {
         let mut c = FormatCounts::default();
-        c.add(Format::MSGPACK);
-        c.add(Format::MSGPACK);
-        c.add(Format::ENVELOPE);
-        c.remove(Format::MSGPACK);
+        c.add(Format::MSGPACK, false);
+        c.add(Format::MSGPACK, true);
+        c.add(Format::ENVELOPE, false);
+        assert_eq!(c.deflating().collect::<Vec<_>>(), vec![Format::MSGPACK]);
+        c.remove(Format::MSGPACK, false);
         assert_eq!(
             c.present().collect::<Vec<_>>(),
             vec![Format::ENVELOPE, Format::MSGPACK]
         );
-        c.remove(Format::MSGPACK);
-        c.remove(Format::MSGPACK);
+        c.remove(Format::MSGPACK, true);
+        c.remove(Format::MSGPACK, false);
         assert_eq!(c.present().collect::<Vec<_>>(), vec![Format::ENVELOPE]);
+        assert_eq!(c.deflating().count(), 0);
     }
 }

@@ -10,6 +10,14 @@
 //!
 //! The tracker also enforces RFC 6455 §5.1, which fastwebsockets does not expose: a
 //! client frame that is not masked fails the connection (1002).
+//!
+//! With permessage-deflate negotiated it is also where a compressed message's first
+//! frame is recognised, in the one place that already follows every header:
+//! fastwebsockets refuses RSV1, so the tracker clears it as the byte passes (a text
+//! frame also becomes binary, or fastwebsockets would check the compressed bytes as
+//! UTF-8) and notes the frame's number and opcode in [`Rest`]; the reader then inflates
+//! that frame's message ([`super::reassembly`]). RSV1 on a control or continuation
+//! frame, or without the extension, is left for fastwebsockets to refuse (1002).
 
 use bytes::Bytes;
 use std::io;
@@ -31,6 +39,10 @@ pub struct FrameTracker {
     payload_left: u64,
     in_payload: bool,
     frames: u64,
+    /// permessage-deflate was negotiated: RSV1 data frames are taken (see the module docs).
+    deflate: bool,
+    /// Compressed frames seen and not yet handed to [`Rest`]: number << 1 | text.
+    compressed: Vec<u64>,
 }
 
 impl Default for FrameTracker {
@@ -42,6 +54,8 @@ impl Default for FrameTracker {
             payload_left: 0,
             in_payload: false,
             frames: 0,
+            deflate: false,
+            compressed: Vec::new(),
         }
     }
 }
@@ -64,13 +78,25 @@ impl FrameTracker {
         self.need = 2;
     }
 
-    /// Follows `bytes`, the next bytes of the stream. Fails on an unmasked frame.
-    pub fn feed(&mut self, mut bytes: &[u8]) -> Result<(), &'static str> {
+    /// A tracker that takes compressed (RSV1) data frames.
+    pub fn with_deflate() -> Self {
+        FrameTracker {
+            deflate: true,
+            ..FrameTracker::default()
+        }
+    }
+
+    /// Follows `bytes`, the next bytes of the stream, clearing RSV1 on the first byte of
+    /// a compressed data frame. Fails on an unmasked frame.
+    pub fn feed(&mut self, mut bytes: &mut [u8]) -> Result<(), &'static str> {
         while !bytes.is_empty() {
+            if self.deflate && !self.in_payload && self.have == 0 {
+                self.take_compressed(&mut bytes[0]);
+            }
             if self.in_payload {
                 let take = self.payload_left.min(bytes.len() as u64);
                 self.payload_left -= take;
-                bytes = &bytes[take as usize..];
+                bytes = &mut std::mem::take(&mut bytes)[take as usize..];
                 if self.payload_left == 0 {
                     self.frame_done();
                 }
@@ -79,7 +105,7 @@ impl FrameTracker {
             let take = (self.need - self.have).min(bytes.len());
             self.head[self.have..self.have + take].copy_from_slice(&bytes[..take]);
             self.have += take;
-            bytes = &bytes[take..];
+            bytes = &mut std::mem::take(&mut bytes)[take..];
             if self.have < self.need {
                 continue;
             }
@@ -117,10 +143,32 @@ impl FrameTracker {
     }
 }
 
+impl FrameTracker {
+    /// `b0`, a frame's first byte: a text or binary frame with RSV1 (and neither RSV2
+    /// nor RSV3) is a compressed message's first frame.
+    fn take_compressed(&mut self, b0: &mut u8) {
+        let op = *b0 & 0x0f;
+        if *b0 & 0x70 != 0x40 || !(op == 0x1 || op == 0x2) {
+            return;
+        }
+        *b0 = (*b0 & 0x80) | 0x2;
+        self.compressed
+            .push((self.frames + 1) << 1 | (op == 0x1) as u64);
+    }
+
+    /// The compressed frames seen since the last call (number << 1 | text).
+    pub fn drain_compressed(&mut self) -> std::vec::Drain<'_, u64> {
+        self.compressed.drain(..)
+    }
+}
+
 /// What the read loop needs to know of a [`Tracked`] reader while fastwebsockets holds
 /// it: complete frames seen, and whether the stream is at rest between frames.
 #[derive(Debug, Default)]
-pub struct Rest(AtomicU64);
+pub struct Rest(
+    AtomicU64,
+    parking_lot::Mutex<std::collections::VecDeque<u64>>,
+);
 
 const AT_REST: u64 = 1 << 63;
 
@@ -129,6 +177,18 @@ impl Rest {
     /// fastwebsockets, having returned that many, holds nothing).
     pub fn drained(&self, returned: u64) -> bool {
         self.0.load(Ordering::Relaxed) == AT_REST | returned
+    }
+
+    /// Whether frame number `n` (counted from 1) came compressed, and if so whether it
+    /// was text (its opcode now says binary). Asked in frame order, each frame once.
+    pub fn compressed(&self, n: u64) -> Option<bool> {
+        let mut q = self.1.lock();
+        let first = *q.front()?;
+        if first >> 1 != n {
+            return None;
+        }
+        q.pop_front();
+        Some(first & 1 == 1)
     }
 }
 
@@ -152,21 +212,27 @@ impl<R: AsyncRead + Unpin> Tracked<R> {
         }
     }
 
+    /// Takes compressed data frames (permessage-deflate was negotiated).
+    pub fn with_deflate(mut self) -> Self {
+        self.tracker = FrameTracker::with_deflate();
+        self
+    }
+
     /// The shared view for the read loop.
     pub fn rest(&self) -> Arc<Rest> {
         self.rest.clone()
     }
 
-    fn publish(&self) {
+    fn publish(&mut self) {
+        let mut taken = self.tracker.drain_compressed().peekable();
+        if taken.peek().is_some() {
+            self.rest.1.lock().extend(taken);
+        } else {
+            drop(taken);
+        }
         let at_rest = self.prefix.is_empty() && self.tracker.at_boundary();
         let v = self.tracker.frames() | if at_rest { AT_REST } else { 0 };
         self.rest.0.store(v, Ordering::Relaxed);
-    }
-
-    fn track(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.tracker
-            .feed(bytes)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 
     /// Waits until the client sends something and keeps up to 512 bytes of it, so
@@ -182,19 +248,21 @@ impl<R: AsyncRead + Unpin> Tracked<R> {
             let mut rb = ReadBuf::new(&mut buf);
             match Pin::new(&mut self.inner).poll_read(cx, &mut rb) {
                 Poll::Ready(Ok(())) => {
-                    let got = rb.filled();
-                    if !got.is_empty() {
+                    let n = rb.filled().len();
+                    let got = &mut buf[..n];
+                    if let Err(e) = self.tracker.feed(got) {
+                        return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
+                    }
+                    if n > 0 {
                         self.prefix = Bytes::copy_from_slice(got);
                     }
-                    Poll::Ready(Ok(got.len()))
+                    Poll::Ready(Ok(n))
                 }
                 Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
                 Poll::Pending => Poll::Pending,
             }
         })
         .await?;
-        let prefix = self.prefix.clone();
-        self.track(&prefix)?;
         self.publish();
         Ok(n)
     }
@@ -217,7 +285,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for Tracked<R> {
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                let new = &buf.filled()[before..];
+                let new = &mut buf.filled_mut()[before..];
                 if let Err(e) = this.tracker.feed(new) {
                     return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
                 }
@@ -261,7 +329,7 @@ mod tests {
             let mut t = FrameTracker::default();
             let mut boundaries = 0;
             for piece in stream.chunks(chunk) {
-                t.feed(piece).unwrap();
+                t.feed(&mut piece.to_vec()).unwrap();
                 boundaries += t.at_boundary() as u64;
             }
             assert_eq!(t.frames(), 6, "chunk {chunk}");
@@ -269,7 +337,8 @@ mod tests {
             assert!(boundaries >= 1);
         }
         let mut t = FrameTracker::default();
-        t.feed(&stream[..stream.len() - 1]).unwrap();
+        let n = stream.len() - 1;
+        t.feed(&mut stream[..n]).unwrap();
         assert_eq!(t.frames(), 5);
         assert!(!t.at_boundary(), "one byte of the last payload missing");
     }
@@ -277,9 +346,47 @@ mod tests {
     #[test]
     fn an_unmasked_frame_is_refused_at_its_second_byte() {
         let mut t = FrameTracker::default();
-        t.feed(&masked(0x81, 3)).unwrap();
-        assert_eq!(t.feed(&[0x81]), Ok(()));
-        assert_eq!(t.feed(&[0x03, b'a', b'b', b'c']), Err(UNMASKED));
+        t.feed(&mut masked(0x81, 3)).unwrap();
+        assert_eq!(t.feed(&mut [0x81]), Ok(()));
+        assert_eq!(t.feed(&mut [0x03, b'a', b'b', b'c']), Err(UNMASKED));
+    }
+
+    #[test]
+    fn compressed_data_frames_lose_rsv1_and_are_noted() {
+        let mut stream = Vec::new();
+        stream.extend(masked(0xc1, 3)); // 1: compressed text
+        stream.extend(masked(0x81, 3)); // 2: plain text
+        stream.extend(masked(0x42, 3)); // 3: compressed binary, not FIN
+        stream.extend(masked(0xc0, 3)); // 4: RSV1 on a continuation: left alone
+        stream.extend(masked(0xc9, 0)); // 5: RSV1 on a ping: left alone
+        stream.extend(masked(0xe1, 1)); // 6: RSV1 and RSV2: left alone
+        let mut plain = stream.clone();
+        FrameTracker::default().feed(&mut plain).unwrap();
+        assert_eq!(plain, stream, "without the extension nothing changes");
+        for chunk in [1, 5, stream.len()] {
+            let mut s = stream.clone();
+            let mut t = FrameTracker::with_deflate();
+            for piece in s.chunks_mut(chunk) {
+                t.feed(piece).unwrap();
+            }
+            assert_eq!(t.frames(), 6);
+            assert_eq!(
+                t.drain_compressed().collect::<Vec<_>>(),
+                [1 << 1 | 1, 3 << 1]
+            );
+            let firsts: Vec<u8> = [0, 9, 18, 27, 36, 42].iter().map(|&i| s[i]).collect();
+            assert_eq!(
+                firsts,
+                [0x82, 0x81, 0x02, 0xc0, 0xc9, 0xe1],
+                "chunk {chunk}"
+            );
+        }
+        let rest = Rest::default();
+        rest.1.lock().extend([1 << 1 | 1, 3 << 1]);
+        assert_eq!(rest.compressed(1), Some(true));
+        assert_eq!(rest.compressed(2), None);
+        assert_eq!(rest.compressed(3), Some(false));
+        assert_eq!(rest.compressed(4), None);
     }
 
     #[tokio::test]

@@ -43,6 +43,10 @@ impl<D: Dialect> Session<D> {
             }
         };
         self.reply(self.dialect.connected(id, self.access.who.sub(), exp));
+        let channels = self.dialect.channels_at_connect();
+        if !channels.is_empty() {
+            self.subscribe(None, &channels, &[], None);
+        }
     }
 
     /// Subscribes to one channel. The reply, queued ahead of every live message of the
@@ -66,14 +70,18 @@ impl<D: Dialect> Session<D> {
             epoch: r.epoch,
             offset: r.offset,
         });
-        let mode = Replay::HandBack { refuse_gap: strict };
+        let mode = match D::JOIN_REPLAY {
+            0 => Replay::HandBack { refuse_gap: strict },
+            n => Replay::Newest(n),
+        };
         let frame = match self.relay.hub.join(channel, &me, from, mode) {
             Ok(Joined::In { sub, replay }) => {
                 if !self.subs.iter().any(|(s, _)| &**s == channel) {
                     self.subs.push((channel.into(), sub.key));
                 }
                 if sub.conflate_lane {
-                    self.outbox.set_rate(sub.key, &sub.name, None);
+                    let interval = D::JOIN_MAX_RATE.map(|r| std::time::Duration::from_secs(1) / r);
+                    self.outbox.set_rate(sub.key, &sub.name, interval);
                 }
                 let j = JoinedChannel {
                     channel,

@@ -15,12 +15,17 @@
 //! - [`reader`]: the read half, frames and close handshake.
 //! - [`writer`]: the write half: outbox drain, heartbeat, deadlines, vectored writes.
 //! - [`access`]: credentials, subscribe/publish checks, the command rate limit.
+//! - [`polling`]: an Engine.IO long-polling session and its upgrade to a WebSocket.
 //! - `join`: a dialect's handshake, one-channel subscribe with its replay, history reads.
+//! - `owned`: commands a seed dialect made from its platform's vocabulary, and
+//!   namespace-wide subscriptions.
 //! - [`framing`], [`reassembly`]: frame boundaries and fragmented messages.
 
 pub mod access;
 pub mod framing;
 mod join;
+mod owned;
+pub mod polling;
 pub mod reader;
 pub mod reassembly;
 mod remote;
@@ -42,6 +47,7 @@ use crate::outbox::{Outbox, Push};
 use crate::protocol::close::Fail;
 use crate::protocol::command::{Command, Id, RecoverFrom, Request};
 use crate::protocol::encode::SubscribedChannel;
+use crate::protocol::format::payload_len;
 use crate::relay::Relay;
 use writer::LastSeen;
 
@@ -54,6 +60,8 @@ pub struct Params {
     pub channels: Vec<String>,
     /// The client's address (for `/stats`).
     pub peer: std::net::SocketAddr,
+    /// permessage-deflate, if the upgrade negotiated it.
+    pub deflate: crate::protocol::deflate::Deflate,
 }
 
 /// The reader's view of a connection: its dialect, subscriptions and credentials.
@@ -73,7 +81,14 @@ pub struct Session<D: Dialect> {
 impl<D: Dialect> Drop for Session<D> {
     fn drop(&mut self) {
         for (name, _) in self.subs.drain(..) {
-            self.relay.hub.unsubscribe(&name, self.conn);
+            match owned::wildcard(&name) {
+                Some(ns) => {
+                    let _ = self.relay.hub.unsubscribe_namespace(ns, self.conn);
+                }
+                None => {
+                    let _ = self.relay.hub.unsubscribe(&name, self.conn);
+                }
+            }
         }
     }
 }
@@ -98,6 +113,7 @@ impl<D: Dialect> Session<D> {
             conn: self.conn,
             outbox: self.outbox.clone(),
             format: self.dialect.format(),
+            deflate: self.outbox.deflate(),
         }
     }
 
@@ -132,11 +148,17 @@ impl<D: Dialect> Session<D> {
 
     fn error(&self, id: Option<&Id>, code: ErrorCode, message: &str) {
         self.relay.metrics.error(code);
+        if let Some(c) = D::counters(&self.relay.metrics) {
+            c.errors.fetch_add(1, Ordering::Relaxed);
+        }
         self.reply(self.dialect.error(id, code, message));
     }
 
     /// Handles one complete message. Returns a close to send if the connection must end.
     fn on_message(&mut self, text: bool, payload: &mut [u8]) -> Option<Fail> {
+        if let Some(c) = D::counters(&self.relay.metrics) {
+            c.received.fetch_add(1, Ordering::Relaxed);
+        }
         if !D::LINES {
             return self.on_command_text(text, payload);
         }
@@ -159,13 +181,45 @@ impl<D: Dialect> Session<D> {
         }
         let (id, request) = match self.dialect.inbound(text, payload) {
             Inbound::Reply(frame) => {
-                self.reply(frame);
+                // An echo: compressed for this connection alone (nothing to share).
+                let z = match self.relay.config.deflate.threshold() {
+                    Some(t) if self.outbox.deflate().on() && payload_len(&frame) >= t => {
+                        let len = payload_len(&frame);
+                        crate::protocol::deflate::compress_frame(&frame)
+                            .filter(|_| self.outbox.deflate().fits(len))
+                    }
+                    _ => None,
+                };
+                self.reply(z.unwrap_or(frame));
                 return None;
             }
             Inbound::Ignore => return None,
             Inbound::Fail(fail) => return Some(fail),
+            Inbound::Owned(o) => {
+                if D::RELAY {
+                    if let Some(end) = self.admit(None) {
+                        return end;
+                    }
+                }
+                self.on_owned(o, true);
+                return None;
+            }
             Inbound::Invalid(e) => (e.id.clone(), Err(e)),
             Inbound::Request(Request { id, command }) => (id, Ok(command)),
+            Inbound::Channels {
+                id,
+                subscribe,
+                channels,
+            } => {
+                if let Some(end) = self.admit(id.as_ref()) {
+                    return end;
+                }
+                match subscribe {
+                    true => self.subscribe(id.as_ref(), &channels, &[], None),
+                    false => self.unsubscribe(id.as_ref(), &channels),
+                }
+                return None;
+            }
         };
         if D::RELAY {
             if let Some(end) = self.admit(id.as_ref()) {
@@ -191,16 +245,7 @@ impl<D: Dialect> Session<D> {
                 }
                 self.subscribe(id, &channels, &recover, max_rate)
             }
-            Command::Unsubscribe { channels } => {
-                for name in channels.iter() {
-                    if let Some(i) = self.subs.iter().position(|(s, _)| &**s == *name) {
-                        let (_, key) = self.subs.swap_remove(i);
-                        self.relay.hub.unsubscribe(name, self.conn);
-                        self.outbox.forget(key);
-                    }
-                }
-                self.reply(self.dialect.unsubscribed(id, &channels));
-            }
+            Command::Unsubscribe { channels } => self.unsubscribe(id, &channels),
             Command::Publish { channel, data } => {
                 if !self.may_publish(id, channel) {
                     return;
@@ -249,6 +294,19 @@ impl<D: Dialect> Session<D> {
                 reverse,
             } => self.history(id, channel, since, limit, reverse),
         }
+    }
+
+    /// Drops the subscriptions to `channels` that this connection holds, and answers.
+    fn unsubscribe<S: AsRef<str>>(&mut self, id: Option<&Id>, channels: &[S]) {
+        for name in channels.iter().map(AsRef::as_ref) {
+            if let Some(i) = self.subs.iter().position(|(s, _)| &**s == name) {
+                let (_, key) = self.subs.swap_remove(i);
+                self.relay.hub.unsubscribe(name, self.conn);
+                self.outbox.forget(key);
+            }
+        }
+        let names: Vec<&str> = channels.iter().map(AsRef::as_ref).collect();
+        self.reply(self.dialect.unsubscribed(id, &names));
     }
 
     /// The checks before a subscribe: `max_rate` only on conflate channels, the
@@ -408,7 +466,8 @@ where
             cfg.conflate_after_bytes,
             Duration::from_millis(cfg.lagging_notice_ms),
         )
-        .for_format(dialect.format()),
+        .for_format(dialect.format())
+        .with_deflate(params.deflate),
     );
     relay.register(
         conn,
@@ -426,11 +485,17 @@ where
         outbox.close_with(crate::relay::shutdown_close(outbox.format()));
     }
     let heartbeat = dialect.heartbeat();
+    if let Some(c) = D::counters(&relay.metrics) {
+        c.opened.fetch_add(1, Ordering::Relaxed);
+    }
     let mut session = Session::new(relay.clone(), outbox.clone(), conn, dialect, &params);
     session.dialect.attach(conn, cfg.heartbeat_ms);
     if D::RELAY {
         if let Some(w) = session.dialect.welcome(conn, cfg.heartbeat_ms) {
             session.reply(w);
+        }
+        if let Some(o) = session.dialect.opened() {
+            session.on_owned(o, false);
         }
         if relay.sequenced_elsewhere() && !params.channels.is_empty() {
             // Loaded from Redis first, by the reader (see `remote`).
@@ -462,6 +527,41 @@ where
         .fetch_add(outbox.dropped(), Ordering::Relaxed);
 }
 
+/// Runs an open session on a WebSocket: a long-polling session upgraded to one keeps
+/// its subscriptions and its queue (see [`polling`]).
+async fn resume<R, W, D>(
+    read: R,
+    write: W,
+    relay: Arc<Relay>,
+    session: Session<D>,
+    registered: Registered,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+    D: Dialect,
+{
+    let _registered = registered;
+    let heartbeat = session.dialect.heartbeat();
+    let outbox = session.outbox.clone();
+    let last_seen = Arc::new(LastSeen::new());
+    let deadline = session.access.deadline.clone();
+    let max = relay.config.max_message_bytes;
+    let mut reader = tokio::spawn(reader::read_loop(read, session, last_seen.clone(), max));
+    writer::write_loop(write, &outbox, &relay, &last_seen, &deadline, heartbeat).await;
+    let close_timeout = Duration::from_millis(relay.config.close_timeout_ms);
+    if tokio::time::timeout(close_timeout, &mut reader)
+        .await
+        .is_err()
+    {
+        reader.abort();
+        let _ = reader.await;
+    }
+    relay
+        .metrics
+        .dropped
+        .fetch_add(outbox.dropped(), Ordering::Relaxed);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -477,6 +577,7 @@ mod tests {
             identity: Default::default(),
             channels: vec![],
             peer: ([127, 0, 0, 1], 9).into(),
+            deflate: Default::default(),
         };
         let dialect = crate::dialect::V1::new(crate::protocol::format::Format::ENVELOPE);
         let run_size = std::mem::size_of_val(&run(r, w, relay.clone(), dialect, params));
@@ -492,6 +593,7 @@ mod tests {
         let batch_size = std::mem::size_of_val(&writer::write_batch(&mut sink, &batch));
         assert!(batch_size <= 128, "write_batch future: {batch_size} bytes");
         assert!(write_size <= 768, "write_loop future: {write_size} bytes");
-        assert!(run_size <= 1200, "run future: {run_size} bytes");
+        // 1208: +8 for the permessage-deflate agreement in `Params`.
+        assert!(run_size <= 1208, "run future: {run_size} bytes");
     }
 }

@@ -1,5 +1,7 @@
 //! The reader task of a connection: bytes from the socket's read half, through
-//! fastwebsockets' frame reader and fragment reassembly, into the session.
+//! fastwebsockets' frame reader and fragment reassembly (and, for a compressed message,
+//! inflation: see [`super::framing`] for how its frames get past fastwebsockets), into
+//! the session.
 //!
 //! `read_frame` is not cancellation-safe, so it is never raced in a `select!`: the
 //! reader runs in its own task and is aborted after `close_timeout` when the connection
@@ -94,9 +96,11 @@ fn frame_reader<R: AsyncRead + Unpin>(src: R, max_message: usize) -> WebSocketRe
     ws
 }
 
-/// What one frame does to the connection.
+/// What one frame does to the connection. `compressed`: the frame began a compressed
+/// message, and was text if `Some(true)` (its opcode now says binary).
 fn on_frame<D: Dialect>(
     frame: &mut fastwebsockets::Frame<'_>,
+    compressed: Option<bool>,
     session: &mut Session<D>,
     asm: &mut Reassembler,
 ) -> Option<End> {
@@ -119,10 +123,18 @@ fn on_frame<D: Dialect>(
         }
         OpCode::Pong => return None,
         OpCode::Text => DataOp::Text,
+        OpCode::Binary if compressed == Some(true) => DataOp::Text,
         OpCode::Binary => DataOp::Binary,
         OpCode::Continuation => DataOp::Continuation,
     };
-    let closing = match asm.push(frame.fin, op, &frame.payload) {
+    let inflating = compressed.is_some() || asm.inflating();
+    let pushed = asm.push_frame(frame.fin, op, &frame.payload, compressed.is_some());
+    if inflating && matches!(pushed, Ok(Step::Assembled { .. })) {
+        let m = &session.relay.metrics;
+        m.messages_inflated
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    let closing = match pushed {
         Err(f) => Some(f),
         Ok(Step::More) => None,
         Ok(Step::Whole { text }) => session.on_message(text, frame.payload.to_mut()),
@@ -140,7 +152,11 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin, D: Dialect>(
     last_seen: Arc<LastSeen>,
     max_message: usize,
 ) {
+    let deflate = session.outbox.deflate().on();
     let mut src = Tracked::new(read);
+    if deflate {
+        src = src.with_deflate();
+    }
     let rest = src.rest();
     let mut asm = Reassembler::new(max_message);
     // auto_pong and auto_close are off, so fastwebsockets never has a frame to send.
@@ -163,7 +179,12 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin, D: Dialect>(
             };
             returned += 1;
             last_seen.touch();
-            if let Some(end) = on_frame(&mut frame, &mut session, &mut asm) {
+            let compressed = if deflate {
+                rest.compressed(returned)
+            } else {
+                None
+            };
+            if let Some(end) = on_frame(&mut frame, compressed, &mut session, &mut asm) {
                 break 'conn end;
             }
             let idle = rest.drained(returned);

@@ -91,6 +91,7 @@ impl Stream {
             identity: who,
             channels: Vec::new(),
             peer,
+            deflate: Default::default(),
         };
         let mut session = Session::new(relay.clone(), outbox, conn, Sse, &params);
         if let Some(w) = session.dialect.welcome(conn, cfg.heartbeat_ms) {

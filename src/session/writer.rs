@@ -113,6 +113,14 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
                 }
             }
         };
+        if outbox.format() == crate::protocol::format::Format::LEGEND {
+            let frames = batch.iter().filter(|f| !f.is_empty()).count() as u64;
+            relay
+                .metrics
+                .legend
+                .sent
+                .fetch_add(frames, Ordering::Relaxed);
+        }
         batch.clear();
         outbox.release(taken.bytes);
         match res {

@@ -260,8 +260,25 @@ impl RawWs {
         RawWs::upgrade(stream, addr, query).await
     }
 
-    async fn upgrade(mut stream: TcpStream, addr: SocketAddr, query: &str) -> RawWs {
-        let req = format!("GET /ws{query} HTTP/1.1\r\nHost: {addr}\r\n{UPGRADE_HEADERS}\r\n");
+    async fn upgrade(stream: TcpStream, addr: SocketAddr, query: &str) -> RawWs {
+        RawWs::upgrade_with(stream, addr, query, "").await.0
+    }
+
+    /// Connects and upgrades with `extra` header lines (each ending in `\r\n`); returns
+    /// the response head too.
+    pub async fn connect_with(addr: SocketAddr, query: &str, extra: &str) -> (RawWs, String) {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        RawWs::upgrade_with(stream, addr, query, extra).await
+    }
+
+    async fn upgrade_with(
+        mut stream: TcpStream,
+        addr: SocketAddr,
+        query: &str,
+        extra: &str,
+    ) -> (RawWs, String) {
+        let req =
+            format!("GET /ws{query} HTTP/1.1\r\nHost: {addr}\r\n{UPGRADE_HEADERS}{extra}\r\n");
         stream.write_all(req.as_bytes()).await.unwrap();
         let mut ws = RawWs {
             stream,
@@ -272,7 +289,7 @@ impl RawWs {
         let (op, payload) = ws.read_frame().await.expect("welcome");
         assert_eq!(op, encode::OP_TEXT);
         assert!(String::from_utf8_lossy(&payload).contains("welcome"));
-        ws
+        (ws, head)
     }
 
     async fn read_until_head_end(&mut self) -> String {
@@ -330,6 +347,30 @@ impl RawWs {
             }
             self.buf.extend_from_slice(&chunk[..n]);
         }
+    }
+
+    /// The first byte (FIN, RSV1, opcode) of each of the next `n` frames, pings skipped.
+    pub async fn first_bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let b0 = loop {
+                if let Some(&b) = self.buf.first() {
+                    break b;
+                }
+                let mut chunk = [0u8; 4096];
+                let k = tokio::time::timeout(WAIT, self.stream.read(&mut chunk))
+                    .await
+                    .expect("frame in time")
+                    .unwrap();
+                assert!(k > 0, "EOF");
+                self.buf.extend_from_slice(&chunk[..k]);
+            };
+            let (op, _) = self.read_frame().await.expect("a frame");
+            if op != encode::OP_PING {
+                out.push(b0);
+            }
+        }
+        out
     }
 
     /// Next text frame as JSON, skipping pings.

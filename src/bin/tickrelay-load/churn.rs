@@ -139,6 +139,7 @@ async fn phase(a: &Arc<ChurnArgs>, target: &Target, probe: &Probe, secs: f64, ro
             channel_prefix: a.channel_prefix.clone(),
             via: Via::Ws,
             publish_target: None,
+            deflate: false,
             publish_key: a.publish_key.clone(),
             rate: a.rate,
             in_flight: 10,

@@ -135,6 +135,10 @@ pub struct FanoutArgs {
     #[arg(long)]
     pub publish_target: Option<String>,
 
+    /// Subscribers offer permessage-deflate and inflate what arrives compressed.
+    #[arg(long)]
+    pub deflate: bool,
+
     /// Publish key of the relay (sent as ?token= over WebSocket, as a Bearer token over
     /// HTTP).
     #[arg(long, env = "TICKRELAY_PUBLISH_KEY", hide_env_values = true)]

@@ -33,6 +33,9 @@ pub async fn run(a: FanoutArgs, target: Target, publish_to: Target) -> Report {
         a.channels,
         stop_rx,
     );
+    shared
+        .deflate
+        .store(a.deflate, std::sync::atomic::Ordering::Relaxed);
     let ps = Arc::new(PubStats {
         finals: Mutex::new(vec![0; a.channels]),
         per_channel: Mutex::new(vec![0; a.channels]),

@@ -8,6 +8,7 @@
 //! | [`fanout`] | the fanout mode: subscribe, publish, drain, stop, its report |
 //! | [`publishers`] | the fanout publishers (WebSocket or HTTP), paced, acks per channel |
 //! | [`hold`] | the connect and idle modes |
+//! | [`inflate`] | `--deflate`: subscribers offering permessage-deflate, compressed frames inflated under fastwebsockets |
 //! | [`churn`] | the churn mode (soak): warm-up, baseline, mixed load, settle |
 //! | [`churn_report`] | the churn mode's rows per interval, summary and verdict |
 //! | [`mixed`] | the churn mode's churners, storms, stalled readers and flooders |
@@ -21,6 +22,7 @@ mod churn_report;
 mod cli;
 mod fanout;
 mod hold;
+mod inflate;
 mod mixed;
 mod net;
 mod probe;

@@ -242,10 +242,21 @@ pub async fn upgrade(
     path_query: &str,
     how: Head,
 ) -> Result<(), ConnError> {
+    upgrade_with(stream, host, path_query, how, "").await
+}
+
+/// [`upgrade`] with `extra` header lines (each ending in `\r\n`).
+pub async fn upgrade_with(
+    stream: &mut TcpStream,
+    host: &str,
+    path_query: &str,
+    how: Head,
+    extra: &str,
+) -> Result<(), ConnError> {
     let key = ws_key();
     let req = format!(
         "GET {path_query} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\n\
-         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n"
+         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n{extra}\r\n"
     );
     stream
         .write_all(req.as_bytes())
@@ -349,6 +360,36 @@ fn check_head(head: &[u8], key: &str) -> Result<(), ConnError> {
         ));
     }
     Ok(())
+}
+
+/// [`ws`] for a subscriber: with `deflate`, it offers permessage-deflate and its
+/// compressed frames are inflated before fastwebsockets sees them.
+pub async fn ws_inflating(
+    target: &Target,
+    idx: usize,
+    path_query: &str,
+    timeout: Duration,
+    deflate: bool,
+) -> Result<WebSocket<crate::inflate::Inflating>, ConnError> {
+    let offer = if deflate {
+        "Sec-WebSocket-Extensions: permessage-deflate\r\n"
+    } else {
+        ""
+    };
+    let fut = async {
+        let mut s = tcp(target, idx, true).await?;
+        reset_on_close(&s);
+        upgrade_with(&mut s, &target.host, path_query, Head::Exact, offer).await?;
+        let s = crate::inflate::Inflating::new(s, deflate);
+        Ok(WebSocket::after_handshake(s, Role::Client))
+    };
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(ConnError::new(
+            Failure::Timeout,
+            format!("no upgrade answer within {timeout:?}"),
+        )),
+    }
 }
 
 /// TCP connect plus upgrade, as a client WebSocket (frames it sends are masked), within

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 
@@ -72,6 +71,8 @@ pub struct Shared {
     pub audience: Vec<AtomicU64>,
     /// Frames that were not what the protocol says (unparsable message, no subscribed).
     pub bad_frames: AtomicU64,
+    /// Subscribers offer permessage-deflate (`fanout --deflate`).
+    pub deflate: std::sync::atomic::AtomicBool,
     /// Becomes `Some(final offsets per channel)` when subscribers must stop.
     pub stop: watch::Receiver<Option<Arc<Vec<u64>>>>,
 }
@@ -99,6 +100,7 @@ impl Shared {
             conns: ConnStats::default(),
             audience: (0..channels).map(|_| AtomicU64::new(0)).collect(),
             bad_frames: AtomicU64::new(0),
+            deflate: Default::default(),
             stop,
         })
     }
@@ -149,8 +151,8 @@ pub fn path(prefix: &str, channels: &[u32]) -> String {
 
 /// Reads frames until the `subscribed` reply; returns the announced offset of each
 /// channel, in the order requested.
-pub async fn await_subscribed(
-    ws: &mut WebSocket<TcpStream>,
+pub async fn await_subscribed<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    ws: &mut WebSocket<S>,
     n: usize,
 ) -> Result<Vec<u64>, ConnError> {
     loop {
@@ -230,7 +232,8 @@ pub async fn run(idx: usize, channels: Vec<u32>, sh: Arc<Shared>) -> Option<Tall
         };
         let path = path(&sh.prefix, &channels);
         let attempt = async {
-            let mut ws = net::ws(&sh.target, idx, &path, sh.timeout).await?;
+            let deflate = sh.deflate.load(Ordering::Relaxed);
+            let mut ws = net::ws_inflating(&sh.target, idx, &path, sh.timeout, deflate).await?;
             let starts = await_subscribed(&mut ws, channels.len()).await?;
             Ok::<_, ConnError>((ws, starts))
         };
