@@ -80,6 +80,7 @@ impl Route {
         match self {
             Route::V1 => "v1",
             Route::Centrifuge => "centrifuge",
+            Route::SocketIo => "socketio",
             Route::Aria => "aria",
             Route::AiTrading => "aitrading",
             Route::Legend => "legend",
@@ -93,7 +94,7 @@ impl Route {
 
     /// Whether it is a seed platform's protocol.
     pub fn seed(self) -> bool {
-        !matches!(self, Route::V1 | Route::Centrifuge)
+        !matches!(self, Route::V1 | Route::Centrifuge | Route::SocketIo)
     }
 }
 

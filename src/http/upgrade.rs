@@ -7,7 +7,6 @@
 //! stream to a session.
 
 use base64::Engine as _;
-use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode, Version};
@@ -466,6 +465,7 @@ pub async fn handle_route(
     }
     if let Some(Ok(v)) = chain.map(|c| HeaderValue::from_str(&c)) {
         h.insert(crate::upstream::PATH_HEADER, v);
+    }
     if let Some(Ok(v)) = agreed.map(|a| HeaderValue::from_str(&a.response)) {
         h.insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
     }

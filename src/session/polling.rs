@@ -111,6 +111,7 @@ impl Polling {
             identity: who,
             channels: Vec::new(),
             peer,
+            deflate: Default::default(), // long-polling: no WebSocket extension
         };
         let mut session = Session::new(relay.clone(), outbox.clone(), conn, dialect, &params);
         session.dialect.attach(conn, cfg.heartbeat_ms);
@@ -211,8 +212,13 @@ impl Polling {
                     .close_with(session.dialect.close(code, reason));
                 break;
             }
-            if session.pending.is_some() {
-                Box::pin(session.run_pending()).await;
+            if session.pending_due(true) {
+                if let Some((code, reason)) = Box::pin(session.run_pending()).await {
+                    session
+                        .outbox
+                        .close_with(session.dialect.close(code, reason));
+                    break;
+                }
             }
         }
         Ok(())
