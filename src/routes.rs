@@ -239,7 +239,10 @@ pub fn from_toml(text: &str) -> Result<Vec<Listener>, String> {
 pub fn to_toml(listeners: &[Listener]) -> String {
     let mut s = String::new();
     for l in listeners {
-        s.push_str(&format!("[[listener]]\naddr = \"{}\"\nroutes = {{ ", l.addr));
+        s.push_str(&format!(
+            "[[listener]]\naddr = \"{}\"\nroutes = {{ ",
+            l.addr
+        ));
         let routes: Vec<String> = (l.routes.by_path.iter())
             .map(|(p, r)| format!("{p:?} = \"{}\"", r.name()))
             .collect();
@@ -288,7 +291,11 @@ mod tests {
         );
         assert_eq!(r.legend_http("/api/wsx"), None);
         assert_eq!(r.legend_broadcast, BroadcastAuth::Loopback);
-        assert_eq!(from_toml(&to_toml(&ls)).unwrap(), ls, "printed, read back the same");
+        assert_eq!(
+            from_toml(&to_toml(&ls)).unwrap(),
+            ls,
+            "printed, read back the same"
+        );
         assert!(crate::namespace::Namespaces::from_toml(text).is_ok());
         assert!(
             from_toml("[[listener]]\naddr = \"127.0.0.1:1\"\nroutes = { \"/ws\" = \"xml\" }")
