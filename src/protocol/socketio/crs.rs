@@ -206,6 +206,8 @@ fn take<'i>(
     max: usize,
 ) -> Result<(), &'static str> {
     match v.into_string() {
+        // `ticker:` alone is a valid channel name, but no symbol's.
+        Some("") => Err("a symbol must not be empty"),
         Some(s) if out.contains(&s) => Ok(()),
         Some(s) if out.len() < max => {
             out.push(s);

@@ -130,6 +130,8 @@ fn crs_events() {
     assert_eq!(ev(r#"["ping"]"#), Ok(Event::Ping));
     assert!(ev(r#"["unsubscribe",{}]"#).is_err());
     assert!(ev(r#"["subscribe",[1]]"#).is_err());
+    // Found by the socketio fuzz target: "" made the channel `ticker:`.
+    assert!(ev(r#"["subscribe",[""]]"#).is_err());
     assert!(ev(r#"["subscribe",["a b"]]"#).is_err());
     assert!(ev(r#"["hello"]"#).unwrap_err().starts_with("unknown event"));
     assert!(ev(r#"{}"#).is_err());
