@@ -116,8 +116,6 @@ mod tests {
             ("centrifuge", centrifuge),
             ("upstream", upstream),
             ("seeds", seeds),
-        let targets: [(&str, Target); 8] = [
-            ("centrifuge", centrifuge),
             ("socketio", socketio),
             ("token", token),
             ("command", command),

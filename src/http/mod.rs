@@ -19,10 +19,10 @@
 //! Errors are plain text, one line, with the status that fits.
 
 mod body;
-pub mod prefixed;
 pub mod dashboard;
 pub mod history;
 pub mod legend;
+pub mod prefixed;
 pub mod publish;
 pub mod socketio;
 pub mod sse;

@@ -1,7 +1,6 @@
 //! The read half of an upgraded connection, with the bytes hyper read past the head.
 
 use bytes::Bytes;
-use tokio::io::AsyncRead;
 
 /// A read half that first yields bytes hyper had already read past the request head
 /// (a client may send its first frame right behind the handshake).
@@ -39,4 +38,3 @@ impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Prefixed<R> {
         std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
-
