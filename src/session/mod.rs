@@ -74,8 +74,9 @@ pub struct Session<D: Dialect> {
     /// Subscribed channels with their hub ids.
     subs: Vec<(Box<str>, u64)>,
     /// Backplane work and the replies queued behind it (see [`remote`]); a `RefCell`
-    /// because replies are queued from `&self`.
-    pending: std::cell::RefCell<Option<Box<remote::Queue>>>,
+    /// because replies are queued from `&self`, boxed so that an idle connection pays one
+    /// pointer.
+    pending: Option<Box<std::cell::RefCell<remote::Queue>>>,
 }
 
 impl<D: Dialect> Drop for Session<D> {
@@ -103,7 +104,7 @@ impl<D: Dialect> Session<D> {
             dialect,
             access,
             subs: Vec::new(),
-            pending: Default::default(),
+            pending: None,
         }
     }
 
@@ -118,9 +119,9 @@ impl<D: Dialect> Session<D> {
     }
 
     fn reply(&self, frame: Bytes) {
-        if self.pending.borrow().is_some() {
+        if let Some(q) = &self.pending {
             // Behind queued publishes: sent after them, in order (see `remote`).
-            return self.defer(remote::Slot::Reply(frame));
+            return q.borrow_mut().push(remote::Slot::Reply(frame));
         }
         if self.outbox.push(&frame) == Push::Overflow {
             self.relay

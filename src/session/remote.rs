@@ -125,6 +125,13 @@ impl Slot {
 }
 
 impl Queue {
+    /// Adds `slot` at the end.
+    pub(super) fn push(&mut self, slot: Slot) {
+        self.barrier |= slot.barrier();
+        self.bytes += slot.bytes();
+        self.slots.push(slot);
+    }
+
     /// Whether the reader must run the queue now rather than read on (`idle`: nothing
     /// of the client's is buffered).
     pub(super) fn due(&self, idle: bool) -> bool {
@@ -153,17 +160,16 @@ impl<D: Dialect> Session<D> {
     }
 
     /// Queues `slot` (see the module docs).
-    pub(super) fn defer(&self, slot: Slot) {
-        let mut q = self.pending.borrow_mut();
-        let q = q.get_or_insert_with(Default::default);
-        q.barrier |= slot.barrier();
-        q.bytes += slot.bytes();
-        q.slots.push(slot);
+    pub(super) fn defer(&mut self, slot: Slot) {
+        self.pending
+            .get_or_insert_with(Default::default)
+            .get_mut()
+            .push(slot);
     }
 
     /// If a barrier is queued, keeps this command's text to run after it; true if kept.
-    pub(super) fn keep_for_later(&self, text: bool, payload: &[u8]) -> bool {
-        let behind_barrier = self.pending.borrow().as_ref().is_some_and(|q| q.barrier);
+    pub(super) fn keep_for_later(&mut self, text: bool, payload: &[u8]) -> bool {
+        let behind_barrier = self.pending.as_ref().is_some_and(|q| q.borrow().barrier);
         if behind_barrier {
             self.defer(Slot::Later {
                 text,
@@ -175,13 +181,14 @@ impl<D: Dialect> Session<D> {
 
     /// Whether the reader must run the queue now (`idle`: nothing buffered).
     pub(super) fn pending_due(&self, idle: bool) -> bool {
-        self.pending.borrow().as_ref().is_some_and(|q| q.due(idle))
+        self.pending.as_ref().is_some_and(|q| q.borrow().due(idle))
     }
 
     /// Runs everything queued, in order, until the queue is empty. Returns a close to
     /// send if a later command ends the connection.
     pub(super) async fn run_pending(&mut self) -> Option<Fail> {
-        while let Some(queue) = self.pending.get_mut().take() {
+        while let Some(queue) = self.pending.take() {
+            let queue = queue.into_inner();
             let relay = self.relay.clone();
             let mut slots = queue.slots.into_iter().peekable();
             while slots.peek().is_some() {
@@ -239,7 +246,7 @@ impl<D: Dialect> Session<D> {
                     }
                     Slot::Publish { .. } | Slot::Reply(_) => unreachable!("taken by the run"),
                 }
-                if self.pending.get_mut().is_some() {
+                if self.pending.is_some() {
                     // What just ran queued work of its own: it goes before the rest.
                     let rest: Vec<Slot> = slots.collect();
                     for s in rest {
