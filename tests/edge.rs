@@ -330,9 +330,13 @@ async fn an_edge_that_is_its_own_upstream_is_refused() {
         RELAY_KEY,
     ]
     .map(String::from);
+    // B first (its upstream C is not there yet), then C, which becomes B's edge; B's next
+    // try finds itself in C's chain. (Two relays made each other's upstream at the same
+    // instant can both get through once: a documented limit.)
     let b = Node::spawn("b", pb, &b_args).await;
+    b.wait_health("\"upstream\":\"down\"").await;
     let c = Node::spawn("c", pc, &c_args).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let (sb, sc) = (stats(&b).await, stats(&c).await);
     let up = [&sb, &sc]
         .iter()

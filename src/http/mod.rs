@@ -20,6 +20,7 @@
 
 mod body;
 pub mod dashboard;
+pub mod edge;
 pub mod history;
 pub mod legend;
 pub mod prefixed;

@@ -310,22 +310,13 @@ pub async fn handle_route(
             Err(reason) => return refuse(reject(StatusCode::UNAUTHORIZED, reason)),
         }
     }
-    // An edge relay says who it is: one that is this relay (directly, or anywhere down
-    // its chain) would be its own upstream.
-    let via = req
-        .headers()
-        .get(crate::upstream::VIA_HEADER)
-        .map(|v| v.to_str().unwrap_or(""));
-    if via.is_some_and(|v| v.split(',').any(|n| n.trim() == relay.node)) {
+    // An edge relay says who it is: a relay never takes itself as an edge.
+    let Ok(chain) = super::edge::chain(&relay, req.headers()) else {
         return refuse(reject(
             StatusCode::LOOP_DETECTED,
             "an upstream loop: this relay is the edge itself",
         ));
-    }
-    let chain = via.map(|_| match relay.upstream.as_ref().map(|u| u.path()) {
-        Some(p) if !p.is_empty() => format!("{},{p}", relay.node),
-        _ => relay.node.clone(),
-    });
+    };
     if relay.is_shutting_down() {
         return refuse(reject(
             StatusCode::SERVICE_UNAVAILABLE,
