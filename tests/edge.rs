@@ -99,14 +99,13 @@ async fn edges_carry_the_cores_offsets_and_bytes_and_only_what_clients_want() {
     let d = edge("d", &a, &[]).await;
     let e = edge("e", &a, &[]).await;
     let mut on_a = ws(&a.ws_url("")).await;
-    subscribe(&mut on_a, &["feed:x"]).await;
+    let sa = subscribe(&mut on_a, &["feed:x"]).await;
     let mut on_d1 = ws(&d.ws_url("")).await;
     let mut on_d2 = ws(&d.ws_url("")).await;
     let mut on_e = ws(&e.ws_url("")).await;
     let sd = subscribe(&mut on_d1, &["feed:x"]).await;
     subscribe(&mut on_d2, &["feed:x"]).await;
     let se = subscribe(&mut on_e, &["feed:x"]).await;
-    let sa = subscribe(&mut ws(&a.ws_url("")).await, &["feed:x"]).await;
     assert_eq!(
         sd["channels"][0]["epoch"], sa["channels"][0]["epoch"],
         "A's epoch"
