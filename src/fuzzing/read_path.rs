@@ -126,6 +126,7 @@ pub fn read_path(data: &[u8]) {
     let params = Params {
         identity: crate::auth::Identity {
             publisher: flags & 64 != 0,
+            relay: false,
             claims: None,
         },
         channels: if flags & 128 != 0 {

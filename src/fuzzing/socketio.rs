@@ -55,6 +55,7 @@ pub fn socketio(data: &[u8]) {
             }
             Inbound::Fail(_) | Inbound::Ignore | Inbound::Reply(_) => {}
             Inbound::Request(_) | Inbound::Invalid(_) => {}
+            Inbound::Owned(_) => panic!("Socket.IO makes no seed-platform command"),
         }
     }
     let mut json = data.to_vec();
