@@ -100,7 +100,8 @@ pub struct Msg<'a> {
 
 fn number(b: &[u8]) -> Option<(u64, &[u8])> {
     let end = b.iter().position(|c| !c.is_ascii_digit())?;
-    if end == 0 || end > 19 {
+    // Relays write numbers canonically: no leading zero (found by the upstream fuzz target).
+    if end == 0 || end > 19 || (end > 1 && b[0] == b'0') {
         return None;
     }
     let n = std::str::from_utf8(&b[..end]).ok()?.parse().ok()?;
@@ -155,6 +156,7 @@ mod tests {
             br#"{"type":"message","channel":"a","offset":1,"ts":2,"data":}"#,
             br#"{"type":"message","channel":"a","offset":1,"ts":2,"data":1"#,
             br#"{"type":"message","channel":"a","offset":123456789012345678901,"ts":2,"data":1}"#,
+            br#"{"type":"message","channel":"a","offset":1,"ts":0002,"data":1}"#,
         ] {
             assert_eq!(message(bad), None, "{}", String::from_utf8_lossy(bad));
         }
