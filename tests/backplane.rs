@@ -5,34 +5,10 @@
 mod cluster;
 mod support;
 
-use cluster::{eventually, Node, Redis};
+use cluster::{eventually, offsets, take, Node, Redis};
 use serde_json::{json, Value};
 use std::time::Duration;
 use support::*;
-
-/// Reads messages of `channel` until `n` arrived: the raw texts (other frames skipped).
-async fn take(ws: &mut Ws, n: usize) -> Vec<String> {
-    let mut out = Vec::new();
-    while out.len() < n {
-        let t = recv_text(ws).await;
-        let v: Value = serde_json::from_str(&t).unwrap();
-        if v["type"] == "message" {
-            out.push(t);
-        }
-    }
-    out
-}
-
-fn offsets(texts: &[String]) -> Vec<u64> {
-    texts
-        .iter()
-        .map(|t| {
-            serde_json::from_str::<Value>(t).unwrap()["offset"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect()
-}
 
 fn numsub(redis: &Redis, channel: &str) -> i64 {
     let r: Vec<redis::Value> =

@@ -7,7 +7,7 @@
 mod cluster;
 mod support;
 
-use cluster::{free_port, Node, Redis};
+use cluster::{free_port, offsets, take, Node, Redis};
 use serde_json::{json, Value};
 use std::time::Duration;
 use support::*;
@@ -54,29 +54,6 @@ async fn subscribers(n: &Node, channel: &str) -> u64 {
         .iter()
         .find(|c| c["channel"] == channel)
         .map_or(0, |c| c["subscribers"].as_u64().unwrap_or(0))
-}
-
-/// Reads `n` message texts (other frames skipped).
-async fn take(ws: &mut Ws, n: usize) -> Vec<String> {
-    let mut out = Vec::new();
-    while out.len() < n {
-        let t = recv_text(ws).await;
-        if t.starts_with(r#"{"type":"message""#) {
-            out.push(t);
-        }
-    }
-    out
-}
-
-fn offsets(texts: &[String]) -> Vec<u64> {
-    texts
-        .iter()
-        .map(|t| {
-            serde_json::from_str::<Value>(t).unwrap()["offset"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect()
 }
 
 async fn publish_n(a: &Node, channel: &str, from: u64, to: u64) -> String {

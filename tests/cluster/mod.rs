@@ -243,3 +243,27 @@ pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Reads message texts until `n` arrived (other frames skipped).
+pub async fn take(ws: &mut crate::support::Ws, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let t = crate::support::recv_text(ws).await;
+        if t.starts_with(r#"{"type":"message""#) {
+            out.push(t);
+        }
+    }
+    out
+}
+
+/// The `offset` of each message text.
+pub fn offsets(texts: &[String]) -> Vec<u64> {
+    texts
+        .iter()
+        .map(|t| {
+            serde_json::from_str::<serde_json::Value>(t).unwrap()["offset"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}
