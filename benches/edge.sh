@@ -8,11 +8,13 @@
 #
 #   benches/edge.sh
 #   RUNS=3 RATE=500 benches/edge.sh
+#   N=100 RATE=1000 benches/edge.sh   # fewer subscribers: the hop, not the fan-out
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-2}
 RATE=${RATE:-200}
+N=${N:-1000}
 DURATION=${DURATION:-5}
 OUT=target/edge-bench
 KEY=bench-key
@@ -41,12 +43,12 @@ relay f $PF --upstream "ws://127.0.0.1:$PD/ws" --upstream-token "$RKEY"
 
 field() { grep -o "\"$2\":[-0-9.e+]*" "$1" | head -1 | cut -d: -f2; }
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), commit $(git rev-parse --short HEAD), rate $RATE msg/s x 1000 subscribers" >&2
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), commit $(git rev-parse --short HEAD), rate $RATE msg/s x $N subscribers" >&2
 for run in $(seq "$RUNS"); do
     for at in a:$PA d:$PD f:$PF; do
         name=${at%%:*} port=${at##*:}
         f="$OUT/$name-$run.json"
-        timeout 120 taskset -c 1 "$LOAD" fanout -n 1000 -k 1 --rate "$RATE" \
+        timeout 120 taskset -c 1 "$LOAD" fanout -n "$N" -k 1 --rate "$RATE" \
             --duration "$DURATION" --publish-key "$KEY" --target "127.0.0.1:$port" \
             --publish-target "127.0.0.1:$PA" --channel-prefix "edge$run$name" \
             --quiet >"$f" 2>"$OUT/$name-$run.err" || true
