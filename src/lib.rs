@@ -18,6 +18,7 @@
 //! | edge chaining: a relay subscribed to an upstream relay for its clients' channels | [`upstream`] |
 //! | the shutdown flag and the drain of live connections | [`shutdown`] |
 //! | accept loop, background tasks, the shutdown sequence | [`server`] |
+//! | TLS termination (rustls), certificate reload on SIGHUP or on change | [`tls`] |
 //! | open-file limit, descriptor table sized at start-up | [`fds`] |
 //! | HTTP routing; upgrade, publish, history, stats endpoints | [`http`] |
 //! | route tables: which protocol each path of a listener speaks (`[[listener]]`) | [`routes`] |
@@ -69,6 +70,7 @@ pub mod routes;
 pub mod server;
 pub mod session;
 pub mod shutdown;
+pub mod tls;
 pub mod upstream;
 
 pub use config::Config;

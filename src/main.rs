@@ -60,7 +60,12 @@ async fn serve(config: Config) -> std::process::ExitCode {
         }
     };
     let addr = listener.local_addr().map_or(config.listen, |a| a);
-    tracing::info!("tickrelay listening on http://{addr} (WebSocket: ws://{addr}/ws)");
+    let (http, ws) = if config.tls_state.is_some() {
+        ("https", "wss")
+    } else {
+        ("http", "ws")
+    };
+    tracing::info!("tickrelay listening on {http}://{addr} (WebSocket: {ws}://{addr}/ws)");
     if config.publish_key.is_none()
         && config.jwt_secret.is_none()
         && config.jwt_public_key.is_none()
@@ -72,7 +77,12 @@ async fn serve(config: Config) -> std::process::ExitCode {
         match tickrelay::server::listen(l.addr, config.listen_backlog) {
             Ok(bound) => {
                 let addr = bound.local_addr().map_or(l.addr, |a| a);
-                tracing::info!("also listening on http://{addr} (its own routes, see --config)");
+                let http = if config.tls_state.is_some() && !l.routes.plain {
+                    "https"
+                } else {
+                    "http"
+                };
+                tracing::info!("also listening on {http}://{addr} (its own routes, see --config)");
                 extra.push((bound, l.routes.clone()));
             }
             Err(e) => {

@@ -118,6 +118,9 @@ pub struct Routes {
     pub legend_broadcast: BroadcastAuth,
     /// Sentio routes: whether a named user id is trusted, the admin token.
     pub sentio: SentioSettings,
+    /// Plain TCP even when `--tls-cert` is set (`tls = false` in its `[[listener]]`), for
+    /// a listener that only loopback or a private network reaches.
+    pub plain: bool,
 }
 
 /// A Legend AI HTTP endpoint below a `legend` route.
@@ -141,6 +144,7 @@ impl Routes {
             by_path: pairs.into_iter().map(|(p, r)| (p.to_owned(), r)).collect(),
             legend_broadcast: BroadcastAuth::Key,
             sentio: SentioSettings::default(),
+            plain: false,
         }
     }
 
@@ -199,6 +203,13 @@ struct FileListener {
     sentio_trust_user_id: bool,
     #[serde(default)]
     sentio_admin_token: Option<String>,
+    /// `false`: plain TCP even with `--tls-cert`.
+    #[serde(default = "yes")]
+    tls: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize)]
@@ -226,6 +237,7 @@ pub fn from_toml(text: &str) -> Result<Vec<Listener>, String> {
             trust_user_id: l.sentio_trust_user_id,
             admin_token: l.sentio_admin_token.filter(|t| !t.is_empty()),
         };
+        routes.plain = !l.tls;
         out.push(Listener {
             addr: l.addr,
             routes: Arc::new(routes),
@@ -257,6 +269,9 @@ pub fn to_toml(listeners: &[Listener]) -> String {
         s.push_str(&format!("sentio_trust_user_id = {trust}\n"));
         if l.routes.sentio.admin_token.is_some() {
             s.push_str("# sentio_admin_token = <set>\n");
+        }
+        if l.routes.plain {
+            s.push_str("tls = false\n");
         }
         s.push('\n');
     }

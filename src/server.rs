@@ -14,46 +14,74 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::config::Config;
 use crate::http::write_timeout::WriteTimeout;
 use crate::relay::Relay;
 use crate::routes::Routes;
+use crate::tls::Tls;
 
-/// Serves one HTTP/1.1 connection (and its upgrade). Accepted during the drain, it
-/// answers one request and closes: `/health` says `draining`, an upgrade gets 503.
+/// Serves one accepted connection: TLS first when `tls` is set, then HTTP/1.1 (and its
+/// upgrade). Accepted during the drain, it answers one request and closes: `/health`
+/// says `draining`, an upgrade gets 503.
 async fn serve_connection(
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     relay: Arc<Relay>,
     routes: Arc<Routes>,
+    tls: Option<Arc<Tls>>,
 ) {
-    // Connections not (yet) upgraded are counted: idle or slow HTTP clients cannot hold
-    // more than --max-http-connections descriptors (an upgrade ends the count: the
-    // WebSocket limits take over).
+    // Connections not (yet) upgraded are counted: idle or slow HTTP clients, and TLS
+    // handshakes in progress, cannot hold more than --max-http-connections descriptors
+    // (an upgrade ends the count: the WebSocket limits take over).
     let Some(_http) = relay.http_slot() else {
-        use tokio::io::AsyncWriteExt;
-        const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 5\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 55\r\nconnection: close\r\n\r\ntoo many HTTP connections (see --max-http-connections)\n";
-        use tokio::io::AsyncReadExt;
-        // Answer, then read (and drop) what the client sent for a moment: closing with
-        // its request unread would reset the connection before it reads the answer.
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            stream.write_all(BUSY).await?;
-            stream.shutdown().await?;
-            let mut sink = [0u8; 1024];
-            let mut left: usize = 16 * 1024;
-            while left > 0 {
-                match stream.read(&mut sink).await? {
-                    0 => break,
-                    n => left = left.saturating_sub(n),
-                }
-            }
-            Ok::<(), std::io::Error>(())
-        })
-        .await;
+        // A TLS client could not read a plain answer: it is closed before any TLS work.
+        if tls.is_none() {
+            busy(stream).await;
+        }
         return;
     };
+    let timeout = Duration::from_millis(relay.config.handshake_timeout_ms);
+    match tls {
+        Some(tls) => {
+            if let Some(s) = tls.accept(stream, timeout).await {
+                serve_http(s, peer, relay, routes).await;
+            }
+        }
+        None => serve_http(stream, peer, relay, routes).await,
+    }
+}
+
+/// Answers 503 to a connection over `--max-http-connections`.
+async fn busy(mut stream: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 5\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 55\r\nconnection: close\r\n\r\ntoo many HTTP connections (see --max-http-connections)\n";
+    // Answer, then read (and drop) what the client sent for a moment: closing with
+    // its request unread would reset the connection before it reads the answer.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(BUSY).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        let mut left: usize = 16 * 1024;
+        while left > 0 {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                n => left = left.saturating_sub(n),
+            }
+        }
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
+}
+
+/// HTTP/1.1 over `io` (a TCP stream, or TLS over one) until the client or the drain
+/// ends it.
+async fn serve_http<S>(io: S, peer: SocketAddr, relay: Arc<Relay>, routes: Arc<Routes>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let draining = relay.is_shutting_down();
     // Drain-time connections are not waited for: they hold no session.
     let _live = (!draining).then(|| relay.track());
@@ -75,7 +103,7 @@ async fn serve_connection(
         .keep_alive(!draining)
         .serve_connection(
             TokioIo::new(WriteTimeout::new(
-                stream,
+                io,
                 Duration::from_millis(cfg.http_write_timeout_ms),
             )),
             svc,
@@ -148,6 +176,12 @@ pub async fn serve_with(
         tokio::spawn(crate::demo::run(relay.clone()));
     }
     tokio::spawn(sweep_channels(relay.clone()));
+    if let Some(tls) = &cfg.tls_state {
+        let r = relay.clone();
+        tokio::spawn(crate::tls::watch(tls.clone(), async move {
+            r.shutdown_started().await
+        }));
+    }
     if let Some(bp) = &relay.backplane {
         let max = cfg.max_message_bytes;
         let task = crate::backplane::run(relay.clone(), bp.clone(), relay.drain.clone(), max);
@@ -186,6 +220,7 @@ pub async fn serve_with(
             peer,
             relay.clone(),
             Routes::native(),
+            cfg.tls_state.clone(),
         ));
     }
     tracing::info!("shutting down: closing connections with 1001");
@@ -199,8 +234,8 @@ pub async fn serve_with(
             match listener.accept().await {
                 Ok((stream, peer)) => {
                     nodelay.apply(&stream);
-                    let native = Routes::native();
-                    tokio::spawn(serve_connection(stream, peer, relay.clone(), native));
+                    let (native, tls) = (Routes::native(), cfg.tls_state.clone());
+                    tokio::spawn(serve_connection(stream, peer, relay.clone(), native, tls));
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
@@ -222,6 +257,11 @@ pub async fn serve_with(
 /// The accept loop of a listener with its own routes, until the shutdown starts.
 async fn accept_routed(listener: TcpListener, routes: Arc<Routes>, relay: Arc<Relay>) {
     let mut nodelay = NoDelay::on(&listener);
+    let tls = if routes.plain {
+        None
+    } else {
+        relay.config.tls_state.clone()
+    };
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -240,6 +280,7 @@ async fn accept_routed(listener: TcpListener, routes: Arc<Routes>, relay: Arc<Re
             peer,
             relay.clone(),
             routes.clone(),
+            tls.clone(),
         ));
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod edge;
 mod render;
+pub mod tls;
 
 use clap::Parser;
 pub use edge::{EdgeConfig, PublishMode, Target};
@@ -12,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+pub use tls::TlsConfig;
 
 use crate::auth::{JwtSettings, Verifier};
 use crate::namespace::Namespaces;
@@ -309,6 +311,10 @@ pub struct Config {
     #[command(flatten)]
     pub upstream: EdgeConfig,
 
+    /// TLS termination: `--tls-cert`, `--tls-key`, `--tls-reload-check-ms`.
+    #[command(flatten)]
+    pub tls: TlsConfig,
+
     /// TOML file declaring namespaces (delivery, history, access); see `--print-config`.
     #[arg(long = "config", env = "TICKRELAY_CONFIG")]
     pub config_file: Option<PathBuf>,
@@ -331,6 +337,11 @@ pub struct Config {
     /// builds it) or when no JWT key is set. Load again after changing those settings.
     #[arg(skip)]
     pub jwt: Option<Arc<Verifier>>,
+
+    /// The TLS state [`Config::load_file`] built from `--tls-cert` / `--tls-key` (`None`:
+    /// plain TCP, or `load_file` not called).
+    #[arg(skip)]
+    pub tls_state: Option<Arc<crate::tls::Tls>>,
 }
 
 impl Default for Config {
@@ -387,11 +398,13 @@ impl Default for Config {
             redis_linger_ms: DEFAULT_REDIS_LINGER_MS,
             node_id: None,
             upstream: Default::default(),
+            tls: Default::default(),
             config_file: None,
             print_config: false,
             namespaces: Arc::default(),
             listeners: Vec::new(),
             jwt: None,
+            tls_state: None,
         }
     }
 }
@@ -445,6 +458,15 @@ impl Config {
             }
         }
         self.upstream.check(self.redis.is_some())?;
+        self.tls.check()?;
+        self.tls_state = match self.tls.files() {
+            Some((cert, key)) => Some(crate::tls::Tls::from_files(
+                cert,
+                key,
+                self.tls.tls_reload_check_ms,
+            )?),
+            None => None,
+        };
         let Some(path) = &self.config_file else {
             return Ok(());
         };

@@ -113,6 +113,7 @@ impl Config {
             ("deflate", self.deflate.to_string()),
         ];
         flags.extend(self.upstream.settings());
+        flags.extend(self.tls.settings());
         for (k, v) in flags {
             out.push_str(&format!("#   --{k} {v}\n"));
         }

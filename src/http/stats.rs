@@ -269,6 +269,9 @@ fn stats_json(relay: &Relay, trusted: bool) -> Vec<u8> {
     if let Some(up) = &relay.upstream {
         upstream_json(&mut out, up, &relay.metrics);
     }
+    if let Some(tls) = &relay.config.tls_state {
+        tls.push_json(&mut out);
+    }
     out.extend_from_slice(br#","top_channels":["#);
     let ns = &relay.config.namespaces;
     // Anyone else sees public channels only.
@@ -437,6 +440,9 @@ fn prometheus(relay: &Relay) -> String {
     }
     if let Some(up) = &relay.upstream {
         upstream_prometheus(&mut s, up, &relay.metrics);
+    }
+    if let Some(tls) = &relay.config.tls_state {
+        tls.push_prometheus(&mut s);
     }
     s.pop(); // `text` adds the final newline
     s

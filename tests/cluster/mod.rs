@@ -233,6 +233,11 @@ impl Node {
     pub async fn kill(&mut self) {
         let _ = self.child.kill().await;
     }
+
+    /// The process id (to signal it).
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the relay is running")
+    }
 }
 
 /// Polls `f` until it is true, at most [`WAIT`].
