@@ -313,6 +313,13 @@ mod tests {
         );
         assert!(crate::namespace::Namespaces::from_toml(text).is_ok());
         assert!(
+            !r.plain,
+            "a listener speaks TLS when --tls-cert is set, by default"
+        );
+        let plain = from_toml("[[listener]]\naddr = \"127.0.0.1:1\"\ntls = false").unwrap();
+        assert!(plain[0].routes.plain);
+        assert_eq!(from_toml(&to_toml(&plain)).unwrap(), plain);
+        assert!(
             from_toml("[[listener]]\naddr = \"127.0.0.1:1\"\nroutes = { \"/ws\" = \"xml\" }")
                 .is_err()
         );

@@ -431,3 +431,83 @@ async fn plain_http_and_garbage_on_the_tls_port() {
     assert_eq!(wss_recv(&mut sub).await["data"]["x"], 1);
     r.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_with_tls_false_stays_plain_beside_a_tls_one() {
+    let mut config = config();
+    config.tls.tls_cert = Some(key_file("tls_a.pem"));
+    config.tls.tls_key = Some(key_file("tls_a_key.pem"));
+    config.load_file().unwrap();
+    let main = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let side = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (main_addr, side_addr) = (main.local_addr().unwrap(), side.local_addr().unwrap());
+    let mut routes = tickrelay::routes::Routes::default();
+    routes.plain = true;
+    let relay = tickrelay::Relay::new(config);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(tickrelay::server::serve_with(
+        main,
+        vec![(side, Arc::new(routes))],
+        relay,
+        async {
+            let _ = rx.await;
+        },
+    ));
+    let (status, _, body) = http(side_addr, "GET", "/health", &[], b"").await;
+    assert_eq!((status, body.contains("\"ok\"")), (200, true), "{body}");
+    assert_eq!(https(main_addr, "GET", "/health", None, "").await.0, 200);
+    assert_eq!(http(main_addr, "GET", "/health", &[], b"").await.0, 400);
+    let _ = tx.send(());
+    let _ = task.await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_generator_loads_a_tls_relay() {
+    let node = tls_node(
+        "load",
+        &key_file("tls_a.pem"),
+        &key_file("tls_a_key.pem"),
+        &[],
+    )
+    .await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tickrelay-load"))
+        .args([
+            "fanout",
+            "-n",
+            "20",
+            "-k",
+            "1",
+            "-d",
+            "1",
+            "--rate",
+            "50",
+            "--publish-key",
+            KEY,
+        ])
+        .arg("--target")
+        .arg(node.addr.to_string())
+        .arg("--tls-ca")
+        .arg(key_file("tls_ca.pem"))
+        .arg("--quiet")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .expect("tickrelay-load ends by itself")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["connections"], 20, "{v}");
+    assert!(v["deliveries"].as_u64().unwrap() >= 20 * 40, "{v}");
+    assert_eq!(
+        (v["lost"].as_u64(), v["reordered"].as_u64()),
+        (Some(0), Some(0)),
+        "{v}"
+    );
+    let stats = tls_stats(node.addr).await;
+    assert!(
+        stats["tls"]["handshakes"].as_u64().unwrap() >= 21,
+        "every connection over TLS: {stats}"
+    );
+}

@@ -91,6 +91,15 @@ pub struct Common {
     /// Allow a non-loopback --target. Only for a test host that is your own.
     #[arg(long)]
     pub allow_remote_test_host: bool,
+
+    /// Connect over TLS (`wss://`), trusting only the certificates of this PEM file
+    /// (fanout with the WebSocket publisher only).
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+
+    /// The name the relay's certificate must carry (SNI and verification).
+    #[arg(long, default_value = "localhost")]
+    pub tls_server_name: String,
 }
 
 /// How the publisher sends.

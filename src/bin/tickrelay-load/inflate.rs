@@ -5,20 +5,20 @@
 //! inflated with the relay's own bounded inflater, and passed on with a plain header.
 //! Without `--deflate` it passes bytes through untouched.
 
+use crate::conn::Conn;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tickrelay::protocol::deflate::{Inflater, RSV1};
 use tickrelay::protocol::encode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
 /// Largest message inflated (the relay's own default limit is far below).
 const MAX_MESSAGE: usize = 16 << 20;
 
 /// A client socket whose compressed relay frames are inflated on the way in.
 pub struct Inflating {
-    inner: TcpStream,
+    inner: Conn,
     deflate: bool,
     /// Bytes read and not yet formed into a whole frame.
     raw: Vec<u8>,
@@ -31,7 +31,7 @@ pub struct Inflating {
 
 impl Inflating {
     /// Wraps `inner`; `deflate`: the upgrade offered (and the relay may use) compression.
-    pub fn new(inner: TcpStream, deflate: bool) -> Self {
+    pub fn new(inner: Conn, deflate: bool) -> Self {
         Inflating {
             inner,
             deflate,

@@ -20,6 +20,7 @@
 mod churn;
 mod churn_report;
 mod cli;
+mod conn;
 mod fanout;
 mod hold;
 mod inflate;
@@ -90,7 +91,11 @@ fn check(mode: &Mode, c: &Common, connections: usize) -> Result<(), String> {
             }
             cli::secs("--duration", a.duration)?;
             cli::secs("--drain", a.drain)?;
+            if c.tls_ca.is_some() && a.via != cli::Via::Ws {
+                return Err("--tls-ca: only the WebSocket publisher (--via ws) speaks TLS".into());
+            }
         }
+        _ if c.tls_ca.is_some() => return Err("--tls-ca: only fanout speaks TLS".into()),
         Mode::Connect(_) => {}
         Mode::Idle(a) => {
             if a.channels == 0 || a.channels > 1_000_000 {
@@ -104,7 +109,17 @@ fn check(mode: &Mode, c: &Common, connections: usize) -> Result<(), String> {
 }
 
 async fn run(mode: Mode, c: Common, connections: usize) -> ExitCode {
-    let target = match net::target(
+    let tls = match &c.tls_ca {
+        None => None,
+        Some(ca) => match conn::TlsClient::new(ca, &c.tls_server_name) {
+            Ok(t) => Some(std::sync::Arc::new(t)),
+            Err(e) => {
+                eprintln!("tickrelay-load: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let mut target = match net::target(
         &c.target,
         c.dst_addrs,
         c.src_addrs,
@@ -118,6 +133,7 @@ async fn run(mode: Mode, c: Common, connections: usize) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    target.tls = tls.clone();
     let need = (connections + FD_SPARE) as u64;
     let file_limit = net::open_file_limit().unwrap_or(u64::MAX);
     if need > file_limit {
@@ -133,7 +149,7 @@ async fn run(mode: Mode, c: Common, connections: usize) -> ExitCode {
             let publish_to = match &a.publish_target {
                 None => target.clone(),
                 Some(spec) => match net::target(spec, 1, 0, c.allow_remote_test_host).await {
-                    Ok(t) => t,
+                    Ok(t) => net::Target { tls, ..t },
                     Err(e) => {
                         eprintln!("tickrelay-load: --publish-target: {e}");
                         return ExitCode::from(2);

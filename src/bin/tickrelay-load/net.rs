@@ -21,6 +21,8 @@ pub struct Target {
     pub src: Vec<IpAddr>,
     /// `Host` header value.
     pub host: String,
+    /// `--tls-ca`: connect over TLS (fanout's subscribers and WebSocket publisher).
+    pub tls: Option<std::sync::Arc<crate::conn::TlsClient>>,
 }
 
 /// Builds the target from `host:port`, refusing anything that is not loopback unless
@@ -77,6 +79,7 @@ pub async fn target(
         dst,
         src,
         host: spec.to_string(),
+        tls: None,
     })
 }
 
@@ -134,7 +137,8 @@ pub struct ConnError {
 }
 
 impl ConnError {
-    fn io(what: &str, e: io::Error) -> Self {
+    /// An I/O error while doing `what`.
+    pub fn io(what: &str, e: io::Error) -> Self {
         ConnError {
             kind: Failure::of(&e),
             detail: format!("{what}: {e}"),
@@ -221,7 +225,7 @@ fn accept_for(key: &str) -> String {
 }
 
 /// Largest upgrade response head accepted.
-const MAX_HEAD: usize = 4096;
+pub const MAX_HEAD: usize = 4096;
 
 /// How the upgrade answer is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,11 +257,7 @@ pub async fn upgrade_with(
     how: Head,
     extra: &str,
 ) -> Result<(), ConnError> {
-    let key = ws_key();
-    let req = format!(
-        "GET {path_query} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\n\
-         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n{extra}\r\n"
-    );
+    let (req, key) = upgrade_request(host, path_query, extra);
     stream
         .write_all(req.as_bytes())
         .await
@@ -275,6 +275,16 @@ pub async fn upgrade_with(
         Head::Discard => read_head(stream, &mut buf).await?,
     };
     check_head(&buf[..head_len], &key)
+}
+
+/// The upgrade request for `path_query` with `extra` header lines, and its key.
+pub fn upgrade_request(host: &str, path_query: &str, extra: &str) -> (String, String) {
+    let key = ws_key();
+    let req = format!(
+        "GET {path_query} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\n\
+         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n{extra}\r\n"
+    );
+    (req, key)
 }
 
 fn head_end(b: &[u8]) -> Option<usize> {
@@ -337,7 +347,7 @@ async fn read_head(stream: &mut TcpStream, buf: &mut [u8]) -> Result<usize, Conn
 }
 
 /// Checks the status line and `Sec-WebSocket-Accept` of a response head.
-fn check_head(head: &[u8], key: &str) -> Result<(), ConnError> {
+pub fn check_head(head: &[u8], key: &str) -> Result<(), ConnError> {
     let head = String::from_utf8_lossy(head);
     let status = head.split(' ').nth(1).unwrap_or("");
     if status != "101" {
@@ -377,9 +387,7 @@ pub async fn ws_inflating(
         ""
     };
     let fut = async {
-        let mut s = tcp(target, idx, true).await?;
-        reset_on_close(&s);
-        upgrade_with(&mut s, &target.host, path_query, Head::Exact, offer).await?;
+        let s = crate::conn::upgraded(target, idx, path_query, offer).await?;
         let s = crate::inflate::Inflating::new(s, deflate);
         Ok(WebSocket::after_handshake(s, Role::Client))
     };
@@ -408,6 +416,23 @@ pub async fn ws(
     };
     match tokio::time::timeout(timeout, fut).await {
         Ok(r) => r,
+        Err(_) => Err(ConnError::new(
+            Failure::Timeout,
+            format!("no connection and upgrade within {timeout:?}"),
+        )),
+    }
+}
+
+/// [`ws`] over TLS when the target has `--tls-ca` (the WebSocket publisher).
+pub async fn ws_any(
+    target: &Target,
+    idx: usize,
+    path_query: &str,
+    timeout: Duration,
+) -> Result<WebSocket<crate::conn::Conn>, ConnError> {
+    let fut = crate::conn::upgraded(target, idx, path_query, "");
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => Ok(WebSocket::after_handshake(r?, Role::Client)),
         Err(_) => Err(ConnError::new(
             Failure::Timeout,
             format!("no connection and upgrade within {timeout:?}"),

@@ -129,7 +129,7 @@ pub async fn ws_publisher(
         path.push_str(&pct_encode(k));
     }
     let timeout = Duration::from_secs_f64(a.common.connect_timeout);
-    let ws = match net::ws(&target, 0, &path, timeout).await {
+    let ws = match net::ws_any(&target, 0, &path, timeout).await {
         Ok(ws) => ws,
         Err(e) => {
             ps.error(format!("publisher connection: {}", e.detail));
@@ -137,7 +137,7 @@ pub async fn ws_publisher(
             return;
         }
     };
-    let (mut rd, mut wr) = ws.split(|s| s.into_split());
+    let (mut rd, mut wr) = ws.split(|s| s.split());
     rd.set_auto_pong(false);
     rd.set_auto_close(false);
     let window = Arc::new(Semaphore::new(a.in_flight));
