@@ -22,6 +22,7 @@ mod body;
 pub mod dashboard;
 pub mod edge;
 pub mod history;
+mod launch;
 pub mod legend;
 pub mod prefixed;
 pub mod publish;

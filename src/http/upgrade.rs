@@ -10,22 +10,18 @@ use base64::Engine as _;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode, Version};
-use hyper_util::rt::TokioIo;
 use sha1::{Digest, Sha1};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::net::TcpStream;
 
-use super::prefixed::Prefixed;
-use super::write_timeout::WriteTimeout;
 use super::{percent_decode, text, Resp};
-use crate::dialect::{socketio, AiTrading, Aria, Centrifuge, Echo, Legend, Sentio, SocketIo, V1};
+use crate::dialect::{socketio, Legend, Sentio, SocketIo, V1};
 use crate::protocol::channel;
 use crate::protocol::deflate::{self, Deflate};
 use crate::protocol::format::Format;
 use crate::relay::{spawn_session, Relay};
 use crate::routes::Route;
-use crate::session::{self, Params};
+use crate::session::Params;
 
 const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -391,6 +387,17 @@ pub async fn handle_route(
         deflate: agreed.as_ref().map_or(Deflate::OFF, |a| a.deflate),
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
+    // Every candidate dialect and the parameters wait for the upgrade in one box (see
+    // `launch`): the task holds a pointer across that wait, then the session's box.
+    let chosen = Box::new(super::launch::Chosen {
+        route,
+        echo,
+        legend,
+        sentio,
+        sio,
+        v1,
+        params,
+    });
     // The upgrade resolves only after hyper has written this 101 response, so it must be
     // awaited in its own task rather than here.
     let task_relay = relay.clone();
@@ -403,48 +410,7 @@ pub async fn handle_route(
                 return;
             }
         };
-        // The session in the dialect the settings chose, monomorphized per dialect (no
-        // dynamic dispatch on the read path). Written out in place rather than through
-        // a helper `async fn`, whose future would hold its own copy of every argument:
-        // ~650 B more per idle connection (W3, measured).
-        macro_rules! run_session {
-            ($r:expr, $w:expr) => {
-                match (route, legend) {
-                    _ if echo => session::run($r, $w, task_relay, Echo, params).await,
-                    _ if sentio.is_some() => {
-                        if let Some(s) = sentio {
-                            session::run($r, $w, task_relay, s, params).await
-                        }
-                    }
-                    (Route::Centrifuge, _) => {
-                        session::run($r, $w, task_relay, Centrifuge::new(), params).await
-                    }
-                    (Route::Aria, _) => session::run($r, $w, task_relay, Aria::new(), params).await,
-                    (Route::AiTrading, _) => {
-                        session::run($r, $w, task_relay, AiTrading, params).await
-                    }
-                    (Route::Legend, Some(l)) => session::run($r, $w, task_relay, l, params).await,
-                    (Route::SocketIo, _) if sio.is_some() => {
-                        if let Some(s) = sio {
-                            session::run($r, $w, task_relay, s, params).await
-                        }
-                    }
-                    _ => session::run($r, $w, task_relay, v1, params).await,
-                }
-            };
-        }
-        match upgraded.downcast::<TokioIo<WriteTimeout<TcpStream>>>() {
-            Ok(parts) => {
-                // Own the two halves of the socket: reader and writer never share a lock
-                // (and the HTTP write timeout is left behind: writers have their own).
-                let (r, w) = parts.io.into_inner().into_inner().into_split();
-                run_session!(Prefixed::new(parts.read_buf, r), w);
-            }
-            Err(upgraded) => {
-                let (r, w) = tokio::io::split(TokioIo::new(upgraded));
-                run_session!(r, w);
-            }
-        }
+        super::launch::session(upgraded, chosen, task_relay).await
     });
     let mut resp = Response::new(super::Body::empty());
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

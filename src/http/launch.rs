@@ -1,0 +1,83 @@
+//! Starting a WebSocket session once hyper hands over the upgraded connection: the
+//! dialect chosen at the upgrade, on the socket's own halves.
+//!
+//! The choice is made by a plain function that returns the session's future boxed, so
+//! the task that waited for the upgrade holds one pointer while the session runs, never
+//! the largest dialect's state (before: ~4.4 KB of every v1 connection's task was the
+//! room a Socket.IO or Legend session would need; W3 in benches/README.md).
+
+use hyper_util::rt::TokioIo;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::net::TcpStream;
+
+use super::prefixed::Prefixed;
+use super::write_timeout::WriteTimeout;
+use crate::dialect::{AiTrading, Aria, Centrifuge, Echo, Legend, Sentio, SocketIo, V1};
+use crate::relay::Relay;
+use crate::routes::Route;
+use crate::session::{self, Params};
+
+/// What the upgrade decided, waiting (boxed) for the upgraded connection.
+pub(super) struct Chosen {
+    pub route: Route,
+    pub echo: bool,
+    pub legend: Option<Legend>,
+    pub sentio: Option<Sentio>,
+    pub sio: Option<SocketIo>,
+    pub v1: V1,
+    pub params: Params,
+}
+
+/// A session's future, boxed.
+pub(super) type Running = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The session `chosen` describes on `upgraded`, monomorphized per dialect (no dynamic
+/// dispatch on the read path; only the outer future is a trait object).
+pub(super) fn session(
+    upgraded: hyper::upgrade::Upgraded,
+    chosen: Box<Chosen>,
+    relay: Arc<Relay>,
+) -> Running {
+    let Chosen {
+        route,
+        echo,
+        legend,
+        sentio,
+        sio,
+        v1,
+        params,
+    } = *chosen;
+    macro_rules! run_session {
+        ($r:expr, $w:expr) => {
+            match (route, legend, sentio, sio) {
+                _ if echo => Box::pin(session::run($r, $w, relay, Echo, params)) as Running,
+                (_, _, Some(s), _) => Box::pin(session::run($r, $w, relay, s, params)),
+                (Route::Centrifuge, ..) => {
+                    Box::pin(session::run($r, $w, relay, Centrifuge::new(), params))
+                }
+                (Route::Aria, ..) => Box::pin(session::run($r, $w, relay, Aria::new(), params)),
+                (Route::AiTrading, ..) => Box::pin(session::run($r, $w, relay, AiTrading, params)),
+                (Route::Legend, Some(l), ..) => Box::pin(session::run($r, $w, relay, l, params)),
+                (Route::SocketIo, _, _, Some(s)) => {
+                    Box::pin(session::run($r, $w, relay, s, params))
+                }
+                _ => Box::pin(session::run($r, $w, relay, v1, params)),
+            }
+        };
+    }
+    match upgraded.downcast::<TokioIo<WriteTimeout<TcpStream>>>() {
+        Ok(parts) => {
+            // Own the two halves of the socket: reader and writer never share a lock (and
+            // the HTTP write timeout is left behind: writers have their own).
+            let (r, w) = parts.io.into_inner().into_inner().into_split();
+            run_session!(Prefixed::new(parts.read_buf, r), w)
+        }
+        // TLS (or anything else hyper serves): one stream, split.
+        Err(upgraded) => {
+            let (r, w) = tokio::io::split(TokioIo::new(upgraded));
+            run_session!(r, w)
+        }
+    }
+}
