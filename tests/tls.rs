@@ -511,3 +511,43 @@ async fn the_load_generator_loads_a_tls_relay() {
         "every connection over TLS: {stats}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_websocket_that_stops_reading_is_not_cut_by_the_http_write_timeout() {
+    // WebSocket writers have their own limits (queue bytes, heartbeat); the HTTP write
+    // timeout is for plain HTTP responses and must not follow the socket into a session.
+    let r = tls_relay(tickrelay::Config {
+        http_write_timeout_ms: 300,
+        queue_bytes: 32 << 20,
+        ..config()
+    })
+    .await;
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let tcp = sock.connect(r.addr).await.unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let stream = connector().connect(name, tcp).await.unwrap();
+    let url = format!("wss://localhost:{}/ws?channels=signals", r.addr.port());
+    let (mut sub, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
+    assert_eq!(wss_recv(&mut sub).await["type"], "welcome");
+    assert_eq!(wss_recv(&mut sub).await["type"], "subscribed");
+    // 8 MB while the subscriber reads nothing for a second: more than the socket's send
+    // buffer takes (Linux grows it to 4 MB at most), so the relay's writes wait; far less
+    // than --queue-bytes.
+    const N: u64 = 160;
+    let pad = "x".repeat(50_000);
+    for i in 0..N {
+        let body = format!(r#"{{"i":{i},"pad":"{pad}"}}"#);
+        let (status, _) = https(r.addr, "POST", "/publish/signals", Some(KEY), &body).await;
+        assert_eq!(status, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    for i in 0..N {
+        let m = wss_recv(&mut sub).await;
+        assert_eq!(
+            (m["type"].as_str(), m["data"]["i"].as_u64()),
+            (Some("message"), Some(i))
+        );
+    }
+    r.stop().await;
+}
