@@ -19,6 +19,7 @@
 //! | the shutdown flag and the drain of live connections | [`shutdown`] |
 //! | accept loop, background tasks, the shutdown sequence | [`server`] |
 //! | TLS termination (rustls), certificate reload on SIGHUP or on change | [`tls`] |
+//! | the HTTP write timeout; an upgraded connection's halves, out of hyper's wrappers | [`stream`] |
 //! | open-file limit, descriptor table sized at start-up | [`fds`] |
 //! | HTTP routing; upgrade, publish, history, stats endpoints | [`http`] |
 //! | route tables: which protocol each path of a listener speaks (`[[listener]]`) | [`routes`] |
@@ -70,6 +71,7 @@ pub mod routes;
 pub mod server;
 pub mod session;
 pub mod shutdown;
+pub mod stream;
 pub mod tls;
 pub mod upstream;
 

@@ -18,9 +18,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::config::Config;
-use crate::http::write_timeout::WriteTimeout;
 use crate::relay::Relay;
 use crate::routes::Routes;
+use crate::stream::write_timeout::WriteTimeout;
 use crate::tls::Tls;
 
 /// Serves one accepted connection: TLS first when `tls` is set, then HTTP/1.1 (and its

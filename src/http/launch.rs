@@ -1,25 +1,19 @@
 //! Starting a WebSocket session once hyper hands over the upgraded connection: the
 //! dialect chosen at the upgrade, on the socket's own halves.
 //!
-//! The socket comes back out of hyper's wrappers: plain TCP as its two owned halves, TLS
-//! as one stream split in two. The choice is made by a plain function that returns the session's future boxed, so
+//! The socket comes back out of hyper's wrappers as [`crate::stream::halves::halves`]. The
+//! choice is made by a plain function that returns the session's future boxed, so
 //! the task that waited for the upgrade holds one pointer while the session runs, never
 //! the largest dialect's state (before: ~4.4 KB of every v1 connection's task was the
 //! room a Socket.IO or Legend session would need; W3 in benches/README.md).
 
-use hyper_util::rt::TokioIo;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
-
-use super::prefixed::Prefixed;
-use super::write_timeout::WriteTimeout;
 use crate::dialect::{AiTrading, Aria, Centrifuge, Echo, Legend, Sentio, SocketIo, V1};
 use crate::relay::Relay;
 use crate::routes::Route;
 use crate::session::{self, Params};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
 /// What the upgrade decided, waiting (boxed) for the upgraded connection.
 pub(super) struct Chosen {
@@ -69,25 +63,9 @@ pub(super) fn session(
             }
         };
     }
-    match upgraded.downcast::<TokioIo<WriteTimeout<TcpStream>>>() {
-        Ok(parts) => {
-            // Own the two halves of the socket: reader and writer never share a lock (and
-            // the HTTP write timeout is left behind: writers have their own).
-            let (r, w) = parts.io.into_inner().into_inner().into_split();
-            run_session!(Prefixed::new(parts.read_buf, r), w)
-        }
-        Err(upgraded) => match upgraded.downcast::<TokioIo<WriteTimeout<TlsStream<TcpStream>>>>() {
-            // TLS: one stream (its record layer is shared), split; the HTTP write timeout
-            // is left behind here too.
-            Ok(parts) => {
-                let (r, w) = tokio::io::split(parts.io.into_inner().into_inner());
-                run_session!(Prefixed::new(parts.read_buf, r), w)
-            }
-            // `server` serves only those two: nothing else can come back from hyper.
-            Err(_) => {
-                tracing::error!("upgraded connection of an unknown type: closed");
-                Box::pin(async {})
-            }
-        },
-    }
+    let Some((r, w)) = crate::stream::halves::halves(upgraded) else {
+        tracing::error!("upgraded connection of an unknown type: closed");
+        return Box::pin(async {});
+    };
+    run_session!(r, w)
 }

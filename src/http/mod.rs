@@ -24,13 +24,11 @@ pub mod edge;
 pub mod history;
 mod launch;
 pub mod legend;
-pub mod prefixed;
 pub mod publish;
 pub mod socketio;
 pub mod sse;
 pub mod stats;
 pub mod upgrade;
-pub mod write_timeout;
 
 pub use body::Body;
 

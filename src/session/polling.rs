@@ -293,7 +293,11 @@ impl Polling {
             self.drop_session().await;
             return;
         };
-        let (mut r, mut w) = tokio::io::split(hyper_util::rt::TokioIo::new(io));
+        let Some((mut r, mut w)) = crate::stream::halves::halves(io) else {
+            self.end();
+            self.drop_session().await;
+            return;
+        };
         if !self.probe(&mut r, &mut w).await {
             // A probe that fails or times out ends the session (one upgrade per
             // session); the client reconnects.
