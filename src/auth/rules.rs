@@ -15,7 +15,8 @@ pub struct Identity {
     /// subscriber (see [`Identity::relay`]).
     pub relay: bool,
     /// Presented a valid JWT (the newest one).
-    pub claims: Option<Claims>,
+    /// Boxed: most connections have none, and this is held by every connection.
+    pub claims: Option<Box<Claims>>,
 }
 
 impl Identity {
@@ -67,7 +68,7 @@ impl Credential {
                 who.publisher = true;
                 who.relay = true;
             }
-            Credential::Token(c) => who.claims = Some(c),
+            Credential::Token(c) => who.claims = Some(Box::new(c)),
         }
     }
 }
@@ -294,13 +295,13 @@ mod tests {
         Identity {
             publisher: false,
             relay: false,
-            claims: Some(Claims {
+            claims: Some(Box::new(Claims {
                 sub: Some(sub.into()),
                 exp: u64::MAX,
                 sub_channels: None,
                 pub_channels: None,
                 admin: false,
-            }),
+            })),
         }
     }
 

@@ -2,17 +2,17 @@
 //! dialect chosen at the upgrade, on the socket's own halves.
 //!
 //! The socket comes back out of hyper's wrappers as [`crate::stream::halves::halves`]. The
-//! choice is made by a plain function that returns the session's future boxed, so
-//! the task that waited for the upgrade holds one pointer while the session runs, never
-//! the largest dialect's state (before: ~4.4 KB of every v1 connection's task was the
-//! room a Socket.IO or Legend session would need; W3 in benches/README.md).
+//! choice is made by a plain function that spawns the chosen dialect's session as the
+//! connection's one task, sized for that dialect alone: the task that waited for the
+//! upgrade ends there. (Once that task awaited every dialect's session in one `match`,
+//! so ~4.4 KB of every v1 connection was the room a Socket.IO or Legend session would
+//! need; later it held the session boxed, ~650 B more than one task: W3 in
+//! benches/README.md.)
 
 use crate::dialect::{AiTrading, Aria, Centrifuge, Echo, Legend, Sentio, SocketIo, V1};
-use crate::relay::Relay;
+use crate::relay::{spawn_holding as spawn, Relay};
 use crate::routes::Route;
 use crate::session::{self, Params};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 /// What the upgrade decided, waiting (boxed) for the upgraded connection.
@@ -26,16 +26,14 @@ pub(super) struct Chosen {
     pub params: Params,
 }
 
-/// A session's future, boxed.
-pub(super) type Running = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// The session `chosen` describes on `upgraded`, monomorphized per dialect (no dynamic
-/// dispatch on the read path; only the outer future is a trait object).
-pub(super) fn session(
+/// Starts the session `chosen` describes on `upgraded` in a task of its own,
+/// monomorphized per dialect (no dynamic dispatch anywhere on the connection's path).
+pub(super) fn start<H: Send + 'static>(
     upgraded: hyper::upgrade::Upgraded,
     chosen: Box<Chosen>,
     relay: Arc<Relay>,
-) -> Running {
+    held: H,
+) {
     let Chosen {
         route,
         echo,
@@ -48,24 +46,26 @@ pub(super) fn session(
     macro_rules! run_session {
         ($r:expr, $w:expr) => {
             match (route, legend, sentio, sio) {
-                _ if echo => Box::pin(session::run($r, $w, relay, Echo, params)) as Running,
-                (_, _, Some(s), _) => Box::pin(session::run($r, $w, relay, s, params)),
+                _ if echo => spawn(session::run($r, $w, relay, Echo, params), held),
+                (_, _, Some(s), _) => spawn(session::run($r, $w, relay, s, params), held),
                 (Route::Centrifuge, ..) => {
-                    Box::pin(session::run($r, $w, relay, Centrifuge::new(), params))
+                    spawn(session::run($r, $w, relay, Centrifuge::new(), params), held)
                 }
-                (Route::Aria, ..) => Box::pin(session::run($r, $w, relay, Aria::new(), params)),
-                (Route::AiTrading, ..) => Box::pin(session::run($r, $w, relay, AiTrading, params)),
-                (Route::Legend, Some(l), ..) => Box::pin(session::run($r, $w, relay, l, params)),
+                (Route::Aria, ..) => spawn(session::run($r, $w, relay, Aria::new(), params), held),
+                (Route::AiTrading, ..) => {
+                    spawn(session::run($r, $w, relay, AiTrading, params), held)
+                }
+                (Route::Legend, Some(l), ..) => spawn(session::run($r, $w, relay, l, params), held),
                 (Route::SocketIo, _, _, Some(s)) => {
-                    Box::pin(session::run($r, $w, relay, s, params))
+                    spawn(session::run($r, $w, relay, s, params), held)
                 }
-                _ => Box::pin(session::run($r, $w, relay, v1, params)),
+                _ => spawn(session::run($r, $w, relay, v1, params), held),
             }
         };
     }
     let Some((r, w)) = crate::stream::halves::halves(upgraded) else {
         tracing::error!("upgraded connection of an unknown type: closed");
-        return Box::pin(async {});
+        return;
     };
     run_session!(r, w)
 }

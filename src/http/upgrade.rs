@@ -19,7 +19,7 @@ use crate::dialect::{socketio, Legend, Sentio, SocketIo, V1};
 use crate::protocol::channel;
 use crate::protocol::deflate::{self, Deflate};
 use crate::protocol::format::Format;
-use crate::relay::{spawn_session, Relay};
+use crate::relay::Relay;
 use crate::routes::Route;
 use crate::session::Params;
 
@@ -387,8 +387,8 @@ pub async fn handle_route(
         deflate: agreed.as_ref().map_or(Deflate::OFF, |a| a.deflate),
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
-    // Every candidate dialect and the parameters wait for the upgrade in one box (see
-    // `launch`): the task holds a pointer across that wait, then the session's box.
+    // Every candidate dialect and the parameters wait for the upgrade in one box; the
+    // session then gets a task of its own, sized for its dialect (see `launch`).
     let chosen = Box::new(super::launch::Chosen {
         route,
         echo,
@@ -401,8 +401,9 @@ pub async fn handle_route(
     // The upgrade resolves only after hyper has written this 101 response, so it must be
     // awaited in its own task rather than here.
     let task_relay = relay.clone();
-    spawn_session(&relay, slot, async move {
-        let _ip_slot = ip_slot;
+    let live = relay.track();
+    tokio::spawn(async move {
+        let held = (slot, ip_slot, live);
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {
@@ -410,7 +411,7 @@ pub async fn handle_route(
                 return;
             }
         };
-        super::launch::session(upgraded, chosen, task_relay).await
+        super::launch::start(upgraded, chosen, task_relay, held)
     });
     let mut resp = Response::new(super::Body::empty());
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

@@ -8,7 +8,7 @@
 //! ([`crate::protocol::format`]), compresses it once more for subscribers that negotiated
 //! permessage-deflate, and pushes clones of the same `Bytes` to every subscriber of that
 //! format's [`Outbox`]: no per-subscriber serialization, compression or allocation,
-//! and no lock held while touching a socket (sockets belong to the writer tasks).
+//! and no lock held while touching a socket (sockets belong to the connections' writers).
 //!
 //! Subscribing and what a new subscriber is replayed (pushed, or handed back for a
 //! dialect's subscribe reply) are in `join.rs` ([`Hub::subscribe`], [`Hub::join`]);

@@ -104,7 +104,7 @@ impl Outbox {
         st.queue.extend(notices);
         st.held = held; // keeps its capacity for the next lag
         drop(st);
-        self.wake.notify_one();
+        self.notify();
     }
 }
 

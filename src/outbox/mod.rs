@@ -2,7 +2,7 @@
 //!
 //! Everything a connection will be sent goes through its [`Outbox`]: channel messages
 //! pushed by the hub, command replies, pongs and the close frame. One queue means one
-//! total order per connection. The writer task takes everything queued at once and
+//! total order per connection. The writer takes everything queued at once and
 //! writes it with vectored writes.
 //!
 //! Bytes count from the moment a frame is queued until the writer has handed it to the
@@ -37,6 +37,7 @@
 use bytes::Bytes;
 use parking_lot::{Mutex, MutexGuard};
 use std::collections::VecDeque;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -49,6 +50,10 @@ use rate::Rate;
 
 mod lanes;
 mod rate;
+mod seen;
+mod wake;
+pub use seen::LastSeen;
+pub use wake::Ready;
 
 /// What a queued or held frame costs beyond its length, counted against the limit: an
 /// upper estimate of its queue slot (a `Bytes`, 32 bytes), the reference count of a shared
@@ -152,6 +157,17 @@ pub struct Outbox {
     format: Format,
     /// permessage-deflate as the upgrade negotiated it.
     deflate: crate::protocol::deflate::Deflate,
+    /// When the peer last sent a frame (the reader touches it, the writer's heartbeat
+    /// reads it): here, because both already share the outbox.
+    seen: LastSeen,
+    /// The authentication deadline (the reader sets it, the writer closes with 4001 when
+    /// it passes): here for the same reason.
+    deadline: crate::auth::Deadline,
+    /// Set while the connection's own task runs its reader, whose writer it polls next:
+    /// a wake then would only reschedule the running task (see [`Outbox::quiet`]).
+    quiet: AtomicBool,
+    /// A wake held back while `quiet`; the writer's [`Outbox::ready`] takes it.
+    missed: AtomicBool,
 }
 
 /// How far behind its channels a connection is: see [`Outbox::lag_ms`].
@@ -176,7 +192,21 @@ impl Outbox {
             notice_after,
             format: Format::ENVELOPE,
             deflate: Default::default(),
+            seen: LastSeen::new(),
+            deadline: Default::default(),
+            quiet: AtomicBool::new(false),
+            missed: AtomicBool::new(false),
         }
+    }
+
+    /// The connection's authentication deadline.
+    pub fn deadline(&self) -> &crate::auth::Deadline {
+        &self.deadline
+    }
+
+    /// The connection's liveness clock.
+    pub fn seen(&self) -> &LastSeen {
+        &self.seen
     }
 
     /// The same outbox for a connection of `format` (notices and closes in its framing).
@@ -253,7 +283,7 @@ impl Outbox {
         st.queue.push_back(frame.clone());
         drop(st);
         if was_empty {
-            self.wake.notify_one();
+            self.notify();
         }
         Push::Queued
     }
@@ -283,7 +313,7 @@ impl Outbox {
         st.closing = true;
         st.doomed_at = Some(Instant::now());
         drop(st);
-        self.wake.notify_one();
+        self.notify();
         self.doom.notify_one();
         Push::Overflow
     }
@@ -304,7 +334,7 @@ impl Outbox {
         st.pong = Some(frame);
         drop(st);
         if was_idle {
-            self.wake.notify_one();
+            self.notify();
         }
         Push::Queued
     }
@@ -338,7 +368,7 @@ impl Outbox {
         st.bytes += frame.len();
         st.queue[idx] = frame;
         drop(st);
-        self.wake.notify_one();
+        self.notify();
         Push::Queued
     }
 
@@ -360,7 +390,7 @@ impl Outbox {
         st.queue.push_back(frame);
         st.closing = true;
         drop(st);
-        self.wake.notify_one();
+        self.notify();
         true
     }
 
@@ -378,8 +408,16 @@ impl Outbox {
         st.rates = Vec::new();
         st.doomed_at.get_or_insert_with(Instant::now);
         drop(st);
-        self.wake.notify_one();
+        self.notify();
         self.doom.notify_one();
+    }
+
+    /// Frees the queue's buffer if it is empty (a quiet connection holds none).
+    pub fn trim(&self) {
+        let mut st = self.state.lock();
+        if st.queue.is_empty() && st.queue.capacity() > 0 {
+            st.queue = VecDeque::new();
+        }
     }
 
     /// Moves every frame the writer may send now into `batch` (which must be empty).
@@ -476,11 +514,6 @@ impl Outbox {
     /// Messages this connection never got because newer ones replaced them.
     pub fn conflated(&self) -> u64 {
         self.state.lock().conflated
-    }
-
-    /// Waits until there may be something new to take.
-    pub async fn ready(&self) {
-        self.wake.notified().await
     }
 
     /// Resolves once the connection is doomed, at the instant it was doomed plus `grace`.

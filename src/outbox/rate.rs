@@ -46,7 +46,7 @@ impl Outbox {
                 return Err(Push::Conflated);
             }
             drop(st);
-            self.wake.notify_one(); // the writer has a new due time to wait for
+            self.notify(); // the writer has a new due time to wait for
             return Err(Push::Queued);
         }
         r.next_at = now + r.interval;
@@ -119,7 +119,7 @@ impl Outbox {
             (None, None) => {}
         }
         drop(st);
-        self.wake.notify_one(); // the next due time may have changed
+        self.notify(); // the next due time may have changed
     }
 }
 

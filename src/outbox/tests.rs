@@ -174,3 +174,69 @@ fn lag_is_the_age_of_the_oldest_unsent_channel_message() {
     o.push_lane(&f(10), &at(4_900));
     assert_eq!(o.lag_ms(5_000), 100);
 }
+
+/// Whether `fut` is ready on its first poll (a no-op waker: nothing is woken).
+fn ready_now<F: std::future::Future>(fut: F) -> bool {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    fut.as_mut().poll(&mut cx).is_ready()
+}
+
+/// A push while the connection's own reader runs (`quiet`) wakes nobody, and the
+/// writer's next `ready` sees it; without `quiet`, `ready` is the `Notify` it was.
+#[test]
+fn a_push_from_the_connections_own_reader_is_seen_without_a_wake() {
+    let o = Outbox::new(1000);
+    assert!(!ready_now(o.ready()), "nothing pushed: the writer waits");
+    o.quiet(true);
+    assert_eq!(o.push(&f(10)), Push::Queued);
+    o.quiet(false);
+    assert!(
+        ready_now(o.ready()),
+        "the held-back wake is taken by the next poll"
+    );
+    assert!(!ready_now(o.ready()), "and taken once");
+    // A wake held back while the writer was not waiting is kept for its next wait.
+    o.quiet(true);
+    o.abort();
+    o.quiet(false);
+    assert!(ready_now(o.ready()));
+    // Out of `quiet`, a push notifies as before: a permit for the next wait.
+    let o = Outbox::new(1000);
+    assert_eq!(o.push(&f(10)), Push::Queued);
+    assert!(ready_now(o.ready()));
+}
+
+/// A writer already waiting in `ready` when its reader queues something (quiet) is
+/// polled again by the task in the same turn and must see it then.
+#[test]
+fn a_waiting_writer_polled_after_its_reader_sees_what_it_queued() {
+    use std::future::Future;
+    let o = Outbox::new(1000);
+    let mut wait = std::pin::pin!(o.ready());
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(wait.as_mut().poll(&mut cx).is_pending());
+    o.quiet(true);
+    assert_eq!(o.push(&f(10)), Push::Queued);
+    o.quiet(false);
+    assert!(wait.as_mut().poll(&mut cx).is_ready());
+}
+
+/// A quiet connection holds no queue buffer: `trim` frees an empty queue's capacity and
+/// leaves a queue with frames in it alone.
+#[test]
+fn trim_frees_an_empty_queue_and_keeps_a_full_one() {
+    let o = Outbox::new(10_000);
+    for _ in 0..8 {
+        assert_eq!(o.push(&f(10)), Push::Queued);
+    }
+    o.trim();
+    assert!(o.state.lock().queue.capacity() >= 8, "frames queued: kept");
+    let mut batch = VecDeque::with_capacity(16);
+    let t = o.take(&mut batch);
+    o.release(t.bytes);
+    // The swap left the queue with the batch's empty buffer of 16.
+    assert!(o.state.lock().queue.capacity() >= 16);
+    o.trim();
+    assert_eq!(o.state.lock().queue.capacity(), 0, "empty: freed");
+}

@@ -5,7 +5,6 @@
 //! The rules themselves are in [`crate::auth`] and [`crate::limits`]; this file applies
 //! them to a [`Session`].
 
-use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::Session;
@@ -21,8 +20,6 @@ use crate::relay::Relay;
 pub struct Access {
     /// What the connection has shown.
     pub who: Identity,
-    /// Shared with the writer, which closes the connection with 4001 when it passes.
-    pub deadline: Arc<Deadline>,
     /// `?channels=` that wait for a credential (sent with an `auth` op).
     pending: Vec<String>,
     limit: CommandLimit,
@@ -30,15 +27,15 @@ pub struct Access {
 
 impl Access {
     /// Access for a connection that showed `who` at the upgrade.
-    pub fn new(relay: &Relay, who: Identity) -> Self {
+    /// `deadline` (the outbox's, shared with the writer, which closes the connection
+    /// with 4001 when it passes) is set to the token's expiry.
+    pub fn new(relay: &Relay, who: Identity, deadline: &Deadline) -> Self {
         let cfg = &relay.config;
-        let deadline = Arc::new(Deadline::default());
         if let (Some(c), Some(v)) = (&who.claims, &relay.jwt) {
             deadline.set(Some(v.expires_at(c)), Why::Expired);
         }
         Access {
             who,
-            deadline,
             pending: Vec::new(),
             limit: CommandLimit::new(
                 cfg.max_commands_per_sec,
@@ -63,7 +60,7 @@ impl<D: Dialect> Session<D> {
         if D::HANDSHAKE {
             // Nothing happens before the handshake, which must come in time.
             let at = Instant::now() + self.relay.config.auth_timeout();
-            self.access.deadline.set(Some(at), Why::NoAuth);
+            self.outbox.deadline().set(Some(at), Why::NoAuth);
             return;
         }
         let ns = &self.relay.config.namespaces;
@@ -74,7 +71,7 @@ impl<D: Dialect> Session<D> {
             });
         if !who.authenticated() && (waits || !ns.any_anonymous()) {
             let at = Instant::now() + self.relay.config.auth_timeout();
-            self.access.deadline.set(Some(at), Why::NoAuth);
+            self.outbox.deadline().set(Some(at), Why::NoAuth);
         }
         if waits {
             self.access.pending = channels;
@@ -203,7 +200,9 @@ impl<D: Dialect> Session<D> {
         let is_token = matches!(cred, Credential::Token(_));
         cred.apply(&mut self.access.who);
         let expires = self.token_expiry();
-        self.access.deadline.set(expires.map(|e| e.0), Why::Expired);
+        self.outbox
+            .deadline()
+            .set(expires.map(|e| e.0), Why::Expired);
         Some(if is_token { expires.map(|e| e.1) } else { None })
     }
 

@@ -38,7 +38,9 @@ impl<D: Dialect> Session<D> {
             None => {
                 // A credential shown at the upgrade keeps its expiry.
                 let expires = self.token_expiry();
-                self.access.deadline.set(expires.map(|e| e.0), Why::Expired);
+                self.outbox
+                    .deadline()
+                    .set(expires.map(|e| e.0), Why::Expired);
                 expires.map(|e| e.1)
             }
         };
@@ -77,7 +79,7 @@ impl<D: Dialect> Session<D> {
         let frame = match self.relay.hub.join(channel, &me, from, mode) {
             Ok(Joined::In { sub, replay }) => {
                 if !self.subs.iter().any(|(s, _)| &**s == channel) {
-                    self.subs.push((channel.into(), sub.key));
+                    self.keep_sub(channel.into(), sub.key);
                 }
                 if sub.conflate_lane {
                     let interval = D::JOIN_MAX_RATE.map(|r| std::time::Duration::from_secs(1) / r);

@@ -1,16 +1,17 @@
-//! One WebSocket connection: a reader task, an outbound queue and a writer, speaking
-//! one [`Dialect`].
+//! One WebSocket connection: a reader, an outbound queue and a writer, speaking one
+//! [`Dialect`], in one task.
 //!
 //! ```text
-//!  socket read half ─► reader task: frames ─► reassembly ─► dialect ─► command ─► hub
+//!  socket read half ─► reader: frames ─► reassembly ─► dialect ─► command ─► hub
 //!                                                              │ replies
 //!  hub fan-out ─────────────────────────────────────────► Outbox (bounded) ─► writer ─► socket write half
 //! ```
-//! The read and write halves are owned separately, so reader and writer share no lock.
-//! When the connection must end (close sent, slow consumer, shutdown, heartbeat
-//! timeout) the reader task is given `close_timeout` to see the peer's close and is then
-//! aborted. The subscriptions are released by [`Session`]'s `Drop`, which runs however
-//! the reader ends.
+//! The read and write halves are owned separately, so reader and writer share no lock;
+//! they are polled side by side by one hand-written future ([`Both`]), the connection's
+//! only task. When the connection must end (close sent, slow consumer, shutdown,
+//! heartbeat timeout) the reader is given `close_timeout` to see the peer's close and is
+//! then dropped. The subscriptions are released by [`Session`]'s `Drop`, which runs
+//! however the reader ends.
 //!
 //! - [`reader`]: the read half, frames and close handshake.
 //! - [`writer`]: the write half: outbox drain, heartbeat, deadlines, vectored writes.
@@ -31,13 +32,15 @@ pub mod reassembly;
 mod remote;
 pub use remote::refusal;
 pub mod sse;
+mod task;
+pub use task::run;
+use task::{resume, Registered};
 pub mod writer;
 
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::dialect::{Dialect, Inbound};
 use crate::error::ErrorCode;
@@ -49,7 +52,6 @@ use crate::protocol::command::{Command, Id, RecoverFrom, Request};
 use crate::protocol::encode::SubscribedChannel;
 use crate::protocol::format::payload_len;
 use crate::relay::Relay;
-use writer::LastSeen;
 
 /// Per-connection choices made at the upgrade.
 #[derive(Debug, Clone)]
@@ -96,7 +98,7 @@ impl<D: Dialect> Drop for Session<D> {
 
 impl<D: Dialect> Session<D> {
     fn new(relay: Arc<Relay>, outbox: Arc<Outbox>, conn: u64, dialect: D, params: &Params) -> Self {
-        let access = access::Access::new(&relay, params.identity.clone());
+        let access = access::Access::new(&relay, params.identity.clone(), outbox.deadline());
         Session {
             relay,
             outbox,
@@ -106,6 +108,15 @@ impl<D: Dialect> Session<D> {
             subs: Vec::new(),
             pending: None,
         }
+    }
+
+    /// Records a subscription. The first takes room for one (most connections hold one
+    /// channel; a `Vec`'s first growth would take four).
+    fn keep_sub(&mut self, name: Box<str>, key: u64) {
+        if self.subs.capacity() == 0 {
+            self.subs.reserve_exact(1);
+        }
+        self.subs.push((name, key));
     }
 
     /// This connection as the hub's fan-out sees it.
@@ -391,7 +402,7 @@ impl<D: Dialect> Session<D> {
             match self.relay.hub.subscribe(name, &me, from) {
                 Ok(sub) => {
                     if !self.subs.iter().any(|(s, _)| &**s == name) {
-                        self.subs.push((name.into(), sub.key));
+                        self.keep_sub(name.into(), sub.key);
                     }
                     if sub.conflate_lane {
                         let interval = max_rate.map(|r| Duration::from_secs(1) / r);
@@ -430,171 +441,5 @@ impl<D: Dialect> Session<D> {
                 .slow_consumer_closes
                 .fetch_add(1, Ordering::Relaxed);
         }
-    }
-}
-
-/// Unregisters a connection's outbox however its task ends.
-struct Registered(Arc<Relay>, u64);
-
-impl Drop for Registered {
-    fn drop(&mut self) {
-        self.0.unregister(self.1);
-    }
-}
-
-/// Runs a connection whose handshake is complete, until it is closed. `read` and
-/// `write` are the two halves of the upgraded stream; `dialect` is what it speaks.
-pub async fn run<R, W, D>(read: R, write: W, relay: Arc<Relay>, dialect: D, params: Params)
-where
-    R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
-    D: Dialect,
-{
-    let cfg = &relay.config;
-    let conn = relay.next_conn_id();
-    let limit = if D::RELAY {
-        match params.identity.relay() {
-            true => cfg.upstream.relay_queue_bytes, // an edge relay: many clients' traffic
-            false => cfg.queue_bytes,
-        }
-    } else {
-        // Echo must hold a whole echoed message however small the queue setting is.
-        cfg.queue_bytes.max(2 * cfg.max_message_bytes + 1024)
-    };
-    let outbox = Arc::new(
-        Outbox::with_lanes(
-            limit,
-            cfg.conflate_after_bytes,
-            Duration::from_millis(cfg.lagging_notice_ms),
-        )
-        .for_format(dialect.format())
-        .with_deflate(params.deflate),
-    );
-    relay.register(
-        conn,
-        crate::relay::Conn {
-            outbox: outbox.clone(),
-            peer: params.peer,
-            since: std::time::Instant::now(),
-            dialect: D::NAME,
-        },
-    );
-    let _registered = Registered(relay.clone(), conn);
-    // Registered before this check, so a shutdown either sees this outbox in its walk
-    // or has already raised the flag seen here.
-    if relay.is_shutting_down() {
-        outbox.close_with(crate::relay::shutdown_close(outbox.format()));
-    }
-    let heartbeat = dialect.heartbeat();
-    if let Some(c) = D::counters(&relay.metrics) {
-        c.opened.fetch_add(1, Ordering::Relaxed);
-    }
-    let mut session = Session::new(relay.clone(), outbox.clone(), conn, dialect, &params);
-    session.dialect.attach(conn, cfg.heartbeat_ms);
-    if D::RELAY {
-        if let Some(w) = session.dialect.welcome(conn, cfg.heartbeat_ms) {
-            session.reply(w);
-        }
-        if let Some(o) = session.dialect.opened() {
-            session.on_owned(o, false);
-        }
-        if relay.sequenced_elsewhere() && !params.channels.is_empty() {
-            // Loaded from Redis first, by the reader (see `remote`).
-            session.defer(remote::Slot::Connect(params.channels));
-        } else {
-            session.connect(params.channels);
-        }
-    }
-    let last_seen = Arc::new(LastSeen::new());
-    let deadline = session.access.deadline.clone();
-    let mut reader = tokio::spawn(reader::read_loop(
-        read,
-        session,
-        last_seen.clone(),
-        cfg.max_message_bytes,
-    ));
-    writer::write_loop(write, &outbox, &relay, &last_seen, &deadline, heartbeat).await;
-    let close_timeout = Duration::from_millis(cfg.close_timeout_ms);
-    if tokio::time::timeout(close_timeout, &mut reader)
-        .await
-        .is_err()
-    {
-        reader.abort();
-        let _ = reader.await;
-    }
-    relay
-        .metrics
-        .dropped
-        .fetch_add(outbox.dropped(), Ordering::Relaxed);
-}
-
-/// Runs an open session on a WebSocket: a long-polling session upgraded to one keeps
-/// its subscriptions and its queue (see [`polling`]).
-async fn resume<R, W, D>(
-    read: R,
-    write: W,
-    relay: Arc<Relay>,
-    session: Session<D>,
-    registered: Registered,
-) where
-    R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
-    D: Dialect,
-{
-    let _registered = registered;
-    let heartbeat = session.dialect.heartbeat();
-    let outbox = session.outbox.clone();
-    let last_seen = Arc::new(LastSeen::new());
-    let deadline = session.access.deadline.clone();
-    let max = relay.config.max_message_bytes;
-    let mut reader = tokio::spawn(reader::read_loop(read, session, last_seen.clone(), max));
-    writer::write_loop(write, &outbox, &relay, &last_seen, &deadline, heartbeat).await;
-    let close_timeout = Duration::from_millis(relay.config.close_timeout_ms);
-    if tokio::time::timeout(close_timeout, &mut reader)
-        .await
-        .is_err()
-    {
-        reader.abort();
-        let _ = reader.await;
-    }
-    relay
-        .metrics
-        .dropped
-        .fetch_add(outbox.dropped(), Ordering::Relaxed);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// An idle connection's tasks are mostly their futures' state: keep it small. (The
-    /// writer once held its 64-entry `IoSlice` array across the await: +1 KB a connection.)
-    #[test]
-    fn session_futures_stay_small() {
-        let relay = Relay::new(crate::Config::default());
-        let (a, b) = tokio::io::duplex(64);
-        let (r, w) = tokio::io::split(a);
-        let params = Params {
-            identity: Default::default(),
-            channels: vec![],
-            peer: ([127, 0, 0, 1], 9).into(),
-            deflate: Default::default(),
-        };
-        let dialect = crate::dialect::V1::new(crate::protocol::format::Format::ENVELOPE);
-        let run_size = std::mem::size_of_val(&run(r, w, relay.clone(), dialect, params));
-        let outbox = Outbox::new(10);
-        let last_seen = LastSeen::new();
-        let (_r, w) = tokio::io::split(b);
-        let deadline = crate::auth::Deadline::default();
-        let ping = &crate::protocol::encode::PING_FRAME;
-        let write_size = std::mem::size_of_val(&writer::write_loop(
-            w, &outbox, &relay, &last_seen, &deadline, ping,
-        ));
-        let (batch, mut sink) = (std::collections::VecDeque::new(), tokio::io::sink());
-        let batch_size = std::mem::size_of_val(&writer::write_batch(&mut sink, &batch));
-        assert!(batch_size <= 128, "write_batch future: {batch_size} bytes");
-        assert!(write_size <= 768, "write_loop future: {write_size} bytes");
-        // 1208: +8 for the permessage-deflate agreement in `Params`.
-        assert!(run_size <= 1208, "run future: {run_size} bytes");
     }
 }

@@ -89,13 +89,13 @@ impl<D: Dialect> Session<D> {
             Owned::Ping => self.on_command(None, Command::Ping),
             Owned::Trust { sub } => {
                 // No expiry and no channel patterns: the namespace rules alone, for `sub`.
-                self.access.who.claims = Some(crate::auth::Claims {
+                self.access.who.claims = Some(Box::new(crate::auth::Claims {
                     sub: Some(sub.into()),
                     exp: u64::MAX,
                     sub_channels: None,
                     pub_channels: None,
                     admin: false,
-                });
+                }));
             }
             Owned::Many(all) => {
                 for o in all {
@@ -143,7 +143,7 @@ impl<D: Dialect> Session<D> {
         }
         let me = self.as_subscriber();
         self.relay.hub.subscribe_namespace(ns, &me);
-        self.subs.push((name.into(), 0));
+        self.keep_sub(name.into(), 0);
         true
     }
 

@@ -22,10 +22,10 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{oneshot, Notify};
 
-use super::writer::LastSeen;
 use super::{Params, Registered, Session};
 use crate::auth::Identity;
 use crate::dialect::{Dialect, SocketIo};
+use crate::outbox::LastSeen;
 use crate::outbox::Outbox;
 use crate::protocol::close::{CloseCode, HEARTBEAT_TIMEOUT};
 use crate::protocol::format::Format;
@@ -245,10 +245,11 @@ impl Polling {
         let interval = Duration::from_millis(cfg.heartbeat_ms.max(1));
         let silence = interval * 5 / 2;
         let grace = Duration::from_millis(cfg.slow_close_grace_ms);
-        let deadline = match self.session.lock().await.as_ref() {
-            Some(s) => s.access.deadline.clone(),
+        let outbox = match self.session.lock().await.as_ref() {
+            Some(s) => s.outbox.clone(),
             None => return,
         };
+        let deadline = outbox.deadline();
         let ping = Bytes::from_static(&sio::PING_FRAME);
         let Some(mut upgrade) = self.upgrade_rx.lock().take() else {
             return;

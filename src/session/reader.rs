@@ -1,11 +1,11 @@
-//! The reader task of a connection: bytes from the socket's read half, through
+//! The reader of a connection: bytes from the socket's read half, through
 //! fastwebsockets' frame reader and fragment reassembly (and, for a compressed message,
 //! inflation: see [`super::framing`] for how its frames get past fastwebsockets), into
 //! the session.
 //!
 //! `read_frame` is not cancellation-safe, so it is never raced in a `select!`: the
-//! reader runs in its own task and is aborted after `close_timeout` when the connection
-//! must end. A silent connection holds no frame buffer (see [`super::framing`]).
+//! reader is polled beside the writer (`session::Both`) and dropped after
+//! `close_timeout` when the connection must end. A silent connection holds no frame buffer (see [`super::framing`]).
 
 use bytes::Bytes;
 use fastwebsockets::{OpCode, Role, WebSocketError, WebSocketRead};
@@ -14,7 +14,6 @@ use tokio::io::AsyncRead;
 
 use super::framing::{self, Tracked};
 use super::reassembly::{DataOp, Reassembler, Step};
-use super::writer::LastSeen;
 use super::Session;
 use crate::dialect::Dialect;
 use crate::protocol::close::{CloseCode, Fail};
@@ -145,85 +144,126 @@ fn on_frame<D: Dialect>(
 
 /// Reads the client's frames until the connection ends. A silent connection holds no
 /// frame buffer: fastwebsockets' reader (and its 8 KiB buffer) exists only while the
-/// client has sent bytes that are not yet handled (see [`framing`]).
-pub(super) async fn read_loop<R: AsyncRead + Unpin, D: Dialect>(
+/// client has sent bytes that are not yet handled (see [`framing`]). Nor does it hold
+/// the frame reader's state: a burst of frames is read by a boxed future made when
+/// bytes arrive, so what an idle connection keeps here is the session, the socket and
+/// the reassembler. (A plain function: an `async fn`'s arguments would be kept in its
+/// future beside the locals they are moved into.)
+pub(super) fn read_loop<R: AsyncRead + Unpin, D: Dialect>(
     read: R,
-    mut session: Session<D>,
-    last_seen: Arc<LastSeen>,
+    session: Session<D>,
     max_message: usize,
-) {
-    let deflate = session.outbox.deflate().on();
+) -> impl std::future::Future<Output = ()> {
     let mut src = Tracked::new(read);
-    if deflate {
+    if session.outbox.deflate().on() {
         src = src.with_deflate();
     }
-    let rest = src.rest();
-    let mut asm = Reassembler::new(max_message);
-    // auto_pong and auto_close are off, so fastwebsockets never has a frame to send.
-    let mut no_send = |_| async { Ok::<(), std::convert::Infallible>(()) };
-    let mut returned = 0u64;
-    if session.pending_due(true) {
-        Box::pin(session.run_pending()).await; // `?channels=` through the backplane
-    }
-    let end = 'conn: loop {
-        match src.fill().await {
-            Ok(0) => break End::Gone,
-            Ok(_) => {}
-            Err(e) => break io_end(&e),
+    let conn = Reading {
+        rest: src.rest(),
+        src,
+        asm: Reassembler::new(max_message),
+        returned: 0,
+        max_message,
+    };
+    conn.run(session)
+}
+
+/// A connection's read side between bursts.
+struct Reading<R> {
+    src: Tracked<R>,
+    rest: Arc<framing::Rest>,
+    asm: Reassembler,
+    /// Frames fastwebsockets has returned (matched against the tracker's count).
+    returned: u64,
+    max_message: usize,
+}
+
+impl<R: AsyncRead + Unpin> Reading<R> {
+    /// The read loop. An `async` block, not an `async fn`: an `async fn` keeps its
+    /// arguments and the locals they are bound to side by side (rust-lang/rust#62958),
+    /// which doubled this, the largest part of an idle connection.
+    #[allow(clippy::manual_async_fn)] // deliberately not an `async fn`: see above
+    fn run<D: Dialect>(mut self, mut session: Session<D>) -> impl std::future::Future<Output = ()> {
+        async move {
+            if session.pending_due(true) {
+                Box::pin(session.run_pending()).await; // `?channels=` through the backplane
+            }
+            let end = loop {
+                match self.src.fill().await {
+                    Ok(0) => break End::Gone,
+                    Ok(_) => {}
+                    Err(e) => break io_end(&e),
+                }
+                if let Some(end) = Box::pin(self.burst(&mut session)).await {
+                    break end;
+                }
+            };
+            // Commands read before the end still run (a publisher may close right after its
+            // last publish), as they would without a backplane.
+            if session.pending_due(true) {
+                let _ = Box::pin(session.run_pending()).await;
+            }
+            match end {
+                End::PeerClosed(reply) => {
+                    session.outbox.close_with(reply);
+                }
+                End::Gone => session.outbox.abort(),
+                End::Fail((code, reason)) => {
+                    session
+                        .outbox
+                        .close_with(session.dialect.close(code, reason));
+                    // Wait for the peer's close (or EOF); the session drops this after
+                    // close_timeout. Anything else the peer sends meanwhile is discarded.
+                    Box::pin(self.until_close()).await;
+                }
+            }
         }
-        let mut ws = frame_reader(&mut src, max_message);
+    }
+
+    /// Reads and handles frames until nothing more is buffered. `Some` when the
+    /// connection must end.
+    async fn burst<D: Dialect>(&mut self, session: &mut Session<D>) -> Option<End> {
+        let deflate = session.outbox.deflate().on();
+        // auto_pong and auto_close are off, so fastwebsockets never has a frame to send.
+        let mut no_send = |_| async { Ok::<(), std::convert::Infallible>(()) };
+        let mut ws = frame_reader(&mut self.src, self.max_message);
         loop {
             let mut frame = match ws.read_frame(&mut no_send).await {
                 Ok(f) => f,
-                Err(e) => break 'conn fail_for(&e),
+                Err(e) => return Some(fail_for(&e)),
             };
-            returned += 1;
-            last_seen.touch();
-            let compressed = if deflate {
-                rest.compressed(returned)
-            } else {
-                None
+            self.returned += 1;
+            session.outbox.seen().touch();
+            let compressed = match deflate {
+                true => self.rest.compressed(self.returned),
+                false => None,
             };
-            if let Some(end) = on_frame(&mut frame, compressed, &mut session, &mut asm) {
-                break 'conn end;
+            if let Some(end) = on_frame(&mut frame, compressed, session, &mut self.asm) {
+                return Some(end);
             }
-            let idle = rest.drained(returned);
+            let idle = self.rest.drained(self.returned);
             if session.pending_due(idle) {
                 // Backplane work, run once nothing more is buffered (so a publisher's
-                // burst is one script run); boxed: it is rare, and this future is held
-                // by every idle connection.
+                // burst is one script run).
                 if let Some(fail) = Box::pin(session.run_pending()).await {
-                    break 'conn End::Fail(fail);
+                    return Some(End::Fail(fail));
                 }
             }
             if idle {
-                break; // nothing buffered: drop the reader until the client sends again
+                return None; // nothing buffered: drop the reader until the client sends again
             }
         }
-    };
-    // Commands read before the end still run (a publisher may close right after its
-    // last publish), as they would without a backplane.
-    if session.pending_due(true) {
-        let _ = Box::pin(session.run_pending()).await;
     }
-    match end {
-        End::PeerClosed(reply) => {
-            session.outbox.close_with(reply);
-        }
-        End::Gone => session.outbox.abort(),
-        End::Fail((code, reason)) => {
-            session
-                .outbox
-                .close_with(session.dialect.close(code, reason));
-            // Wait for the peer's close (or EOF); the session aborts this after
-            // close_timeout. Anything else the peer sends meanwhile is discarded.
-            let mut ws = frame_reader(&mut src, max_message);
-            loop {
-                match ws.read_frame(&mut no_send).await {
-                    Ok(f) if f.opcode == OpCode::Close => break,
-                    Ok(_) => continue,
-                    Err(_) => break,
-                }
+
+    /// Discards frames until the peer's close, EOF or an error.
+    async fn until_close(&mut self) {
+        let mut no_send = |_| async { Ok::<(), std::convert::Infallible>(()) };
+        let mut ws = frame_reader(&mut self.src, self.max_message);
+        loop {
+            match ws.read_frame(&mut no_send).await {
+                Ok(f) if f.opcode == OpCode::Close => break,
+                Ok(_) => continue,
+                Err(_) => break,
             }
         }
     }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::{Params, Registered, Session};
-use crate::auth::{Deadline, Identity};
+use crate::auth::Identity;
 use crate::dialect::{Dialect, Inbound};
 use crate::outbox::Outbox;
 use crate::protocol::close::CloseCode;
@@ -132,20 +132,14 @@ impl Stream {
         let cfg = &self.session.relay.config;
         let heartbeat = Duration::from_millis(cfg.heartbeat_ms.max(1));
         let grace = Duration::from_millis(cfg.slow_close_grace_ms);
-        let deadline = self.session.access.deadline.clone();
-        pump(&self.session.outbox, deadline, &tx, heartbeat, grace).await;
+        pump(&self.session.outbox, &tx, heartbeat, grace).await;
         self.session.outbox.abort();
     }
 }
 
-async fn pump(
-    outbox: &Outbox,
-    deadline: Arc<Deadline>,
-    tx: &mpsc::Sender<Bytes>,
-    heartbeat: Duration,
-    grace: Duration,
-) {
+async fn pump(outbox: &Outbox, tx: &mpsc::Sender<Bytes>, heartbeat: Duration, grace: Duration) {
     let ping = Bytes::from_static(sse::HEARTBEAT);
+    let deadline = outbox.deadline();
     let mut batch = VecDeque::new();
     loop {
         let t = outbox.take(&mut batch);

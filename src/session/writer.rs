@@ -8,138 +8,142 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::outbox::Outbox;
+use crate::outbox::{LastSeen, Outbox};
 use crate::protocol::close::CloseCode;
 use crate::relay::Relay;
 
-/// Liveness clock shared by reader (touch on every frame) and writer (heartbeat check).
-pub(super) struct LastSeen {
-    base: Instant,
-    ms: AtomicU64,
-}
-
-impl LastSeen {
-    pub(super) fn new() -> Self {
-        LastSeen {
-            base: Instant::now(),
-            ms: AtomicU64::new(0),
-        }
-    }
-    pub(super) fn touch(&self) {
-        self.ms
-            .store(self.base.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-    pub(super) fn silent_for(&self) -> Duration {
-        let last = Duration::from_millis(self.ms.load(Ordering::Relaxed));
-        self.base.elapsed().saturating_sub(last)
-    }
-}
-
-pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
+/// Drains the outbox into `w` until the connection ends. Owns what it uses, so the
+/// reader and writer of a connection can be polled side by side in one task
+/// (`session::Both`) without a borrow between them. A plain function around an `async`
+/// block: an `async fn` would keep its arguments twice (rust-lang/rust#62958).
+#[allow(clippy::manual_async_fn)] // deliberately not an `async fn`: see above
+pub(super) fn write_loop<W: AsyncWrite + Unpin>(
     mut w: W,
-    outbox: &Outbox,
-    relay: &Relay,
-    last_seen: &LastSeen,
-    deadline: &crate::auth::Deadline,
+    outbox: Arc<Outbox>,
+    relay: Arc<Relay>,
     heartbeat: &'static [u8],
-) {
-    let cfg = &relay.config;
-    let format = outbox.format();
-    let beat = cfg.heartbeat();
-    let mut next_beat = Instant::now() + beat;
-    let mut batch = VecDeque::new();
-    let grace = Duration::from_millis(cfg.slow_close_grace_ms);
-    // Shutdown reaches the writer through the outbox (see `Relay::close_all`), not through
-    // a watch each wait would have to register with. The timer is made per wait: one kept
-    // for the life of the connection saved ~15% of the instructions per delivery but cost
-    // ~380 B of RSS per idle connection (W3 5.65 -> 6.05 KiB), and W2 did not move.
-    loop {
-        let now = Instant::now();
-        if let Some(reason) = deadline.fire(now) {
-            outbox.close_with(format.close(CloseCode::AUTH, reason));
-        }
-        if now >= next_beat {
-            next_beat += beat;
-            if last_seen.silent_for() >= cfg.idle_timeout() {
-                let reason = crate::protocol::close::HEARTBEAT_TIMEOUT;
-                outbox.close_with(format.close(CloseCode::GOING_AWAY, reason));
-            } else {
-                outbox.push(&Bytes::from_static(heartbeat));
+) -> impl Future<Output = ()> {
+    async move {
+        let (outbox, relay) = (&*outbox, &*relay);
+        let deadline = outbox.deadline();
+        let last_seen = outbox.seen();
+        let cfg = &relay.config;
+        let format = outbox.format();
+        let beat = cfg.heartbeat();
+        let mut next_beat = Instant::now() + beat;
+        let mut batch = VecDeque::new();
+        // Give the queues' buffers back when the writer next sleeps: after the welcome, and
+        // after a heartbeat interval in which nothing but the heartbeat went out (a replay's
+        // thousand-frame buffer is not kept for the life of a connection that went quiet).
+        let mut release = true;
+        let mut sent_since_beat = 0usize;
+        let grace = Duration::from_millis(cfg.slow_close_grace_ms);
+        // Shutdown reaches the writer through the outbox (see `Relay::close_all`), not through
+        // a watch each wait would have to register with. The timer is made per wait: one kept
+        // for the life of the connection saved ~15% of the instructions per delivery but cost
+        // ~380 B of RSS per idle connection (W3 5.65 -> 6.05 KiB), and W2 did not move.
+        loop {
+            let now = Instant::now();
+            if let Some(reason) = deadline.fire(now) {
+                outbox.close_with(format.close(CloseCode::AUTH, reason));
             }
-        }
-        let taken = outbox.take(&mut batch);
-        if batch.is_empty() {
+            if now >= next_beat {
+                next_beat += beat;
+                release |= sent_since_beat <= 1;
+                sent_since_beat = 0;
+                if last_seen.silent_for() >= cfg.idle_timeout() {
+                    let reason = crate::protocol::close::HEARTBEAT_TIMEOUT;
+                    outbox.close_with(format.close(CloseCode::GOING_AWAY, reason));
+                } else {
+                    outbox.push(&Bytes::from_static(heartbeat));
+                }
+            }
+            let taken = outbox.take(&mut batch);
+            if batch.is_empty() {
+                if taken.last {
+                    break;
+                }
+                if release {
+                    release = false;
+                    batch = VecDeque::new();
+                    outbox.trim();
+                }
+                let mut wake_at = taken
+                    .next_due
+                    .map_or(next_beat, |due| next_beat.min(due.into()));
+                if let Some(d) = deadline.due() {
+                    wake_at = wake_at.min(d);
+                }
+                tokio::select! {
+                    biased;
+                    _ = outbox.ready() => {}
+                    _ = tokio::time::sleep_until(wake_at) => {}
+                }
+                continue;
+            }
+            // Most writes complete at once; only a write that has to wait for the socket is
+            // raced against the slow-consumer grace.
+            let res = {
+                let write = write_batch(&mut w, &batch);
+                tokio::pin!(write);
+                match std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
+                    Poll::Ready(r) => r,
+                    // The socket is full. Boxed: this state exists only while a write waits,
+                    // and an idle connection's future stays as small as it was.
+                    Poll::Pending => {
+                        let timers = Timers {
+                            outbox,
+                            last_seen,
+                            deadline,
+                            idle: cfg.idle_timeout(),
+                            grace,
+                            close_after: Duration::from_millis(cfg.close_timeout_ms),
+                        };
+                        Box::pin(timers.race(write.as_mut())).await
+                    }
+                }
+            };
+            if outbox.format() == crate::protocol::format::Format::LEGEND {
+                let frames = batch.iter().filter(|f| !f.is_empty()).count() as u64;
+                relay
+                    .metrics
+                    .legend
+                    .sent
+                    .fetch_add(frames, Ordering::Relaxed);
+            }
+            sent_since_beat += batch.len();
+            batch.clear();
+            outbox.release(taken.bytes);
+            match res {
+                Ok(n) => {
+                    relay
+                        .metrics
+                        .bytes_out
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    outbox.abort();
+                    break;
+                }
+            }
             if taken.last {
                 break;
             }
-            let mut wake_at = taken
-                .next_due
-                .map_or(next_beat, |due| next_beat.min(due.into()));
-            if let Some(d) = deadline.due() {
-                wake_at = wake_at.min(d);
-            }
-            tokio::select! {
-                biased;
-                _ = outbox.ready() => {}
-                _ = tokio::time::sleep_until(wake_at) => {}
-            }
-            continue;
         }
-        // Most writes complete at once; only a write that has to wait for the socket is
-        // raced against the slow-consumer grace.
-        let res = {
-            let write = write_batch(&mut w, &batch);
-            tokio::pin!(write);
-            match std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
-                Poll::Ready(r) => r,
-                // The socket is full. Boxed: this state exists only while a write waits,
-                // and an idle connection's future stays as small as it was.
-                Poll::Pending => {
-                    let timers = Timers {
-                        outbox,
-                        last_seen,
-                        deadline,
-                        idle: cfg.idle_timeout(),
-                        grace,
-                        close_after: Duration::from_millis(cfg.close_timeout_ms),
-                    };
-                    Box::pin(timers.race(write.as_mut())).await
-                }
-            }
-        };
-        if outbox.format() == crate::protocol::format::Format::LEGEND {
-            let frames = batch.iter().filter(|f| !f.is_empty()).count() as u64;
-            relay
-                .metrics
-                .legend
-                .sent
-                .fetch_add(frames, Ordering::Relaxed);
-        }
-        batch.clear();
-        outbox.release(taken.bytes);
-        match res {
-            Ok(n) => {
-                relay
-                    .metrics
-                    .bytes_out
-                    .fetch_add(n as u64, Ordering::Relaxed);
-            }
-            Err(_) => {
-                outbox.abort();
-                break;
-            }
-        }
-        if taken.last {
-            break;
-        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), w.shutdown()).await;
+        // Counted once nothing more can be discarded: the queue is closed.
+        relay
+            .metrics
+            .dropped
+            .fetch_add(outbox.dropped(), Ordering::Relaxed);
     }
-    let _ = tokio::time::timeout(Duration::from_secs(1), w.shutdown()).await;
 }
 
 /// What a write blocked on a full socket still answers to: a slow-consumer doom, the
@@ -193,7 +197,7 @@ const MAX_IOV: usize = 64;
 /// is dropped the connection is being abandoned.
 ///
 /// The slice array lives only inside each poll, not in the future: an idle connection's
-/// writer task keeps a few words of state here instead of a kilobyte.
+/// writer keeps a few words of state here instead of a kilobyte.
 pub async fn write_batch<W: AsyncWrite + Unpin>(
     w: &mut W,
     batch: &VecDeque<Bytes>,
